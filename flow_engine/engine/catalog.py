@@ -1,0 +1,436 @@
+"""The kind catalog: one description per step kind, shared by the editor and server validation.
+
+A `KindSpec` says what a kind is called, how it looks in the editor, which payload fields it takes
+(field descriptors drive both the editor's step form and required-field validation), whether it
+branches, and whether its effect leaves the ERP (then it is retried and carries an idempotency key).
+Handlers live in `flow_engine.kinds`; other apps add kinds through the `flow_engine_kinds` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FIELD_TYPES = (
+	"data",  # one line of text (templates allowed)
+	"text",  # several lines of text (templates allowed)
+	"int",
+	"float",
+	"check",
+	"select",  # one of `options`
+	"link",  # a document name of doctype `options` (or of the doctype in field `options_from`)
+	"doctype",  # a DocType name
+	"fieldname",  # a field of the doctype named by `doctype_from` (or of the trigger doctype)
+	"json",  # any JSON value
+	"fields",  # {fieldname: value template} for a document
+	"list",  # list of text values
+	"headers",  # {header: value template}
+	"condition",  # a {field, op, value} / all / any condition
+	"variables",  # {name: value template}
+	"password",  # a secret (stored in the definition; shown masked in the editor)
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+	name: str
+	label: str
+	type: str = "data"
+	required: bool = False
+	options: tuple[str, ...] | str | None = None
+	default: Any = None
+	description: str = ""
+	when: Mapping[str, tuple] | None = None  # shown and required only when other fields match
+	templated: bool = True
+
+	def applies(self, payload: Mapping) -> bool:
+		if not self.when:
+			return True
+		for other, allowed in self.when.items():
+			if payload.get(other) not in allowed:
+				return False
+		return True
+
+	def as_dict(self) -> dict:
+		return {
+			"name": self.name,
+			"label": self.label,
+			"type": self.type,
+			"required": self.required,
+			"options": list(self.options) if isinstance(self.options, tuple) else self.options,
+			"default": self.default,
+			"description": self.description,
+			"when": {key: list(values) for key, values in (self.when or {}).items()} or None,
+			"templated": self.templated,
+		}
+
+
+@dataclass(frozen=True)
+class KindSpec:
+	name: str
+	label: str
+	description: str = ""
+	icon: str = "es-line-settings"
+	color: str = "gray"
+	category: str = "Actions"
+	fields: tuple[FieldSpec, ...] = ()
+	branches: tuple[str, ...] = ()
+	external: bool = False
+	default_retry: Mapping[str, Any] = field(default_factory=dict)
+	requires_app: str | None = None
+	aliases: tuple[str, ...] = ()
+	check: Callable[[Mapping], Iterable[tuple[str, str]]] | None = None
+
+	def defaults(self) -> dict:
+		return {spec.name: spec.default for spec in self.fields if spec.default is not None}
+
+	def as_dict(self) -> dict:
+		return {
+			"name": self.name,
+			"label": self.label,
+			"description": self.description,
+			"icon": self.icon,
+			"color": self.color,
+			"category": self.category,
+			"fields": [spec.as_dict() for spec in self.fields],
+			"branches": list(self.branches),
+			"external": self.external,
+			"default_retry": dict(self.default_retry),
+			"requires_app": self.requires_app,
+			"aliases": list(self.aliases),
+		}
+
+
+def missing_required(spec: KindSpec, payload: Mapping) -> list[tuple[str, str]]:
+	"""(field, message) for each required payload field that is absent or empty."""
+	problems: list[tuple[str, str]] = []
+	merged = {**spec.defaults(), **payload}
+	for field_spec in spec.fields:
+		if not field_spec.required or not field_spec.applies(merged):
+			continue
+		value = payload.get(field_spec.name)
+		if value is None or value == "" or value == [] or value == {}:
+			problems.append((field_spec.name, f"'{field_spec.label}' is required"))
+		elif field_spec.type == "select" and isinstance(field_spec.options, tuple):
+			if value not in field_spec.options and "{{" not in str(value):
+				problems.append((field_spec.name, f"must be one of: {', '.join(field_spec.options)}"))
+	for field_spec in spec.fields:
+		value = payload.get(field_spec.name)
+		if value in (None, ""):
+			continue
+		if field_spec.type in ("fields", "headers", "variables") and not isinstance(value, Mapping):
+			problems.append((field_spec.name, "must be an object of name → value"))
+		elif field_spec.type == "list" and not isinstance(value, list | str):
+			problems.append((field_spec.name, "must be a list or a comma-separated text"))
+		elif field_spec.type in ("int", "float") and not _is_number_like(value):
+			problems.append((field_spec.name, "must be a number"))
+		elif field_spec.type == "check" and not isinstance(value, bool | int) and "{{" not in str(value):
+			problems.append((field_spec.name, "must be true or false"))
+	if spec.check is not None:
+		problems += list(spec.check(payload))
+	return problems
+
+
+def _is_number_like(value: Any) -> bool:
+	if isinstance(value, bool):
+		return False
+	if isinstance(value, int | float):
+		return True
+	if isinstance(value, str):
+		if "{{" in value:
+			return True
+		try:
+			float(value)
+			return True
+		except ValueError:
+			return False
+	return False
+
+
+# ---------------------------------------------------------------- built-in kinds
+
+
+def _check_notify(payload: Mapping) -> Iterable[tuple[str, str]]:
+	channel = payload.get("channel") or "email"
+	if channel == "email" and not payload.get("email_template"):
+		for name in ("subject", "message"):
+			if not payload.get(name):
+				yield (name, f"is required for email unless an Email Template is chosen ('{name}')")
+
+
+def _check_webhook(payload: Mapping) -> Iterable[tuple[str, str]]:
+	url = payload.get("url")
+	if isinstance(url, str) and url and "{{" not in url.split("/")[0]:
+		if not url.lower().startswith(("http://", "https://", "{{")):
+			yield ("url", "must start with http:// or https://")
+	timeout = payload.get("timeout")
+	if timeout not in (None, "") and _is_number_like(timeout) and "{{" not in str(timeout):
+		if not 0 < float(timeout) <= 300:
+			yield ("timeout", "must be between 0 and 300 seconds")
+
+
+def _check_condition(payload: Mapping) -> Iterable[tuple[str, str]]:
+	from flow_engine.engine.conditions import check_condition
+
+	condition = payload.get("condition")
+	if condition is None and ("field" in payload or "all" in payload or "any" in payload):
+		condition = {
+			key: value for key, value in payload.items() if key in ("field", "op", "value", "all", "any")
+		}
+	if condition in (None, {}, []):
+		yield ("condition", "is required: a {field, op, value} test or an 'all'/'any' group")
+		return
+	for path, message in check_condition(condition, allow_jsonlogic=False):
+		yield ((f"condition.{path}" if path else "condition"), message)
+
+
+def _check_set_variables(payload: Mapping) -> Iterable[tuple[str, str]]:
+	variables = payload.get("variables")
+	if isinstance(variables, Mapping):
+		for name in variables:
+			if not str(name).isidentifier():
+				yield ("variables", f"variable name {name!r} must be a plain identifier")
+
+
+def _check_assign(payload: Mapping) -> Iterable[tuple[str, str]]:
+	if not payload.get("assign_to") and not payload.get("role"):
+		yield ("assign_to", "give a user (or list of users) or a role to assign to")
+
+
+BUILTIN_KINDS: tuple[KindSpec, ...] = (
+	KindSpec(
+		name="create_doc",
+		label="Create document",
+		description="Insert a document of any doctype; the result carries its name.",
+		icon="add",
+		color="green",
+		category="Documents",
+		fields=(
+			FieldSpec("doctype", "Document type", "doctype", required=True, templated=False),
+			FieldSpec(
+				"fields", "Field values", "fields", required=True, description="field → value template"
+			),
+			FieldSpec("submit", "Submit after insert", "check", default=False),
+			FieldSpec(
+				"link_to_trigger",
+				"Link back to trigger document",
+				"check",
+				default=False,
+				description="Set reference_type/reference_name (or the matching Dynamic Link) to the trigger doc",
+			),
+		),
+		aliases=("dispatch_job", "issue"),
+	),
+	KindSpec(
+		name="update_doc",
+		label="Update document",
+		description="Set fields on the trigger document or on another one named by template.",
+		icon="edit",
+		color="blue",
+		category="Documents",
+		fields=(
+			FieldSpec("doctype", "Document type", "doctype", description="empty: the trigger document"),
+			FieldSpec("name", "Document name", "data", description="required when a document type is given"),
+			FieldSpec("fields", "Field values", "fields", required=True),
+		),
+		aliases=("erp_update",),
+		check=lambda payload: (
+			[("name", "is required when a document type is given")]
+			if payload.get("doctype") and not payload.get("name")
+			else []
+		),
+	),
+	KindSpec(
+		name="notify",
+		label="Notify",
+		description="Email (queue, Email Templates), SMS (SMS Settings) or a Desk notification.",
+		icon="mail",
+		color="orange",
+		category="Messages",
+		fields=(
+			FieldSpec(
+				"channel",
+				"Channel",
+				"select",
+				required=True,
+				options=("email", "sms", "system"),
+				default="email",
+			),
+			FieldSpec(
+				"recipients",
+				"Recipients",
+				"list",
+				required=True,
+				description="emails, users, phone numbers or templates such as {{doc.contact_email}}",
+			),
+			FieldSpec(
+				"email_template",
+				"Email Template",
+				"link",
+				options="Email Template",
+				when={"channel": ("email",)},
+			),
+			FieldSpec("subject", "Subject", "data", when={"channel": ("email", "system")}),
+			FieldSpec("message", "Message", "text"),
+			FieldSpec("cc", "CC", "list", when={"channel": ("email",)}),
+			FieldSpec(
+				"attach_document_print", "Attach document print", "check", when={"channel": ("email",)}
+			),
+		),
+		external=True,
+		default_retry={"max_attempts": 3, "backoff_seconds": 60},
+		check=_check_notify,
+	),
+	KindSpec(
+		name="webhook",
+		label="Webhook",
+		description="HTTP call with a body template, timeout, HMAC signature and idempotency key.",
+		icon="link-url",
+		color="purple",
+		category="Integrations",
+		fields=(
+			FieldSpec("url", "URL", "data", required=True),
+			FieldSpec(
+				"method",
+				"Method",
+				"select",
+				required=True,
+				options=("POST", "PUT", "PATCH", "GET", "DELETE"),
+				default="POST",
+			),
+			FieldSpec("headers", "Headers", "headers"),
+			FieldSpec("body", "Body", "json", description="JSON body template (objects, lists and strings)"),
+			FieldSpec("timeout", "Timeout (seconds)", "float", default=10),
+			FieldSpec(
+				"secret",
+				"Signing secret",
+				"password",
+				templated=False,
+				description="signs the body: header X-Flow-Signature: sha256=<hex HMAC>",
+			),
+			FieldSpec("expect_json", "Parse JSON response", "check", default=True),
+		),
+		external=True,
+		default_retry={"max_attempts": 3, "backoff_seconds": 30},
+		check=_check_webhook,
+	),
+	KindSpec(
+		name="condition",
+		label="Condition",
+		description="Test values; the flow continues in the 'yes' or the 'no' branch.",
+		icon="branch",
+		color="yellow",
+		category="Logic",
+		fields=(FieldSpec("condition", "Condition", "condition", required=True, templated=False),),
+		branches=("yes", "no"),
+		check=_check_condition,
+	),
+	KindSpec(
+		name="wait",
+		label="Wait",
+		description="Does nothing; give it an after_delay or on_date trigger to pause the flow.",
+		icon="clock",
+		color="gray",
+		category="Logic",
+	),
+	KindSpec(
+		name="assign",
+		label="Assign",
+		description="Assign the document to users or to a role's least busy user (ToDo).",
+		icon="assign",
+		color="cyan",
+		category="Documents",
+		fields=(
+			FieldSpec("assign_to", "Users", "list"),
+			FieldSpec("role", "Role", "link", options="Role"),
+			FieldSpec(
+				"role_strategy",
+				"Pick from role",
+				"select",
+				options=("least_busy", "all"),
+				default="least_busy",
+			),
+			FieldSpec("description", "Description", "text"),
+			FieldSpec("date", "Due date", "data"),
+			FieldSpec("priority", "Priority", "select", options=("Low", "Medium", "High"), default="Medium"),
+			FieldSpec("doctype", "Document type", "doctype", description="empty: the trigger document"),
+			FieldSpec("name", "Document name", "data"),
+		),
+		check=_check_assign,
+	),
+	KindSpec(
+		name="comment",
+		label="Comment",
+		description="Add a comment to the trigger document (or another one).",
+		icon="comment",
+		color="gray",
+		category="Documents",
+		fields=(
+			FieldSpec("text", "Comment", "text", required=True),
+			FieldSpec("doctype", "Document type", "doctype", description="empty: the trigger document"),
+			FieldSpec("name", "Document name", "data"),
+		),
+	),
+	KindSpec(
+		name="set_variables",
+		label="Set variables",
+		description="Compute run variables from templates; later steps read {{variables.name}}.",
+		icon="setting-gear",
+		color="pink",
+		category="Logic",
+		fields=(FieldSpec("variables", "Variables", "variables", required=True),),
+		check=_check_set_variables,
+	),
+	KindSpec(
+		name="subscription_activate",
+		label="Activate subscription",
+		description="ERPNext: activate or resume a Subscription.",
+		icon="repeat",
+		color="green",
+		category="ERPNext",
+		fields=(
+			FieldSpec("subscription", "Subscription", "link", required=True, options="Subscription"),
+			FieldSpec("posting_date", "Resume from", "data"),
+		),
+		requires_app="erpnext",
+	),
+)
+
+
+class Catalog:
+	"""Kinds by name (aliases resolve to their kind)."""
+
+	def __init__(self, kinds: Iterable[KindSpec] = BUILTIN_KINDS):
+		self._kinds: dict[str, KindSpec] = {}
+		self._aliases: dict[str, str] = {}
+		for spec in kinds:
+			self.add(spec)
+
+	def add(self, spec: KindSpec) -> None:
+		self._kinds[spec.name] = spec
+		for alias in spec.aliases:
+			self._aliases[alias] = spec.name
+
+	def resolve(self, name: str) -> str:
+		return self._aliases.get(name, name)
+
+	def get(self, name: Any) -> KindSpec | None:
+		if not isinstance(name, str):
+			return None
+		return self._kinds.get(self.resolve(name))
+
+	def names(self) -> list[str]:
+		return sorted(self._kinds)
+
+	def __contains__(self, name: object) -> bool:
+		return isinstance(name, str) and self.resolve(name) in self._kinds
+
+	def __iter__(self):
+		return iter(self._kinds.values())
+
+	def as_list(self) -> list[dict]:
+		return [spec.as_dict() for spec in self._kinds.values()]
+
+
+DEFAULT_CATALOG = Catalog()

@@ -1,0 +1,142 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flow_engine.engine.conditions import OPS, check_condition, compare, describe, evaluate, is_native
+from flow_engine.engine.errors import ConditionError
+
+CONTEXT = {
+	"doc": {
+		"status": "Open",
+		"priority": "High",
+		"qty": 5,
+		"tags": ["vip", "eu"],
+		"email": "a@b.com",
+		"notes": "",
+		"date": "2026-03-01",
+		"total": "12.5",
+	},
+	"variables": {"limit": 10},
+}
+
+
+@pytest.mark.parametrize(
+	"field,op,value,expected",
+	[
+		("doc.status", "==", "Open", True),
+		("doc.status", "!=", "Open", False),
+		("doc.qty", "<", 10, True),
+		("doc.qty", ">", "4", True),
+		("doc.qty", "<=", 5, True),
+		("doc.qty", ">=", 6, False),
+		("doc.priority", "in", ["High", "Urgent"], True),
+		("doc.priority", "in", "Low, Medium", False),
+		("doc.priority", "not_in", ["Low"], True),
+		("doc.notes", "empty", None, True),
+		("doc.missing", "empty", None, True),
+		("doc.email", "not_empty", None, True),
+		("doc.tags", "contains", "vip", True),
+		("doc.email", "contains", "@b.", True),
+		("doc.email", "starts_with", "a@", True),
+		("doc.email", "ends_with", ".org", False),
+		("doc.date", ">", "2026-02-28", True),
+		("doc.total", ">", 12, True),
+		("doc.qty", "<", "{{variables.limit}}", True),
+		("status", "==", "Open", True),  # a bare name is a doc field
+	],
+)
+def test_operators(field, op, value, expected):
+	condition = {"field": field, "op": op}
+	if value is not None:
+		condition["value"] = value
+	assert evaluate(condition, CONTEXT) is expected
+
+
+def test_all_thirteen_ops_exist():
+	assert len(OPS) == 13
+
+
+def test_groups():
+	both = {
+		"all": [
+			{"field": "doc.status", "op": "==", "value": "Open"},
+			{"field": "doc.qty", "op": ">", "value": 1},
+		]
+	}
+	either = {
+		"any": [
+			{"field": "doc.status", "op": "==", "value": "Closed"},
+			{"field": "doc.qty", "op": ">", "value": 1},
+		]
+	}
+	nested = {"all": [either, {"any": [{"field": "doc.priority", "op": "==", "value": "Low"}]}]}
+	assert evaluate(both, CONTEXT) is True
+	assert evaluate(either, CONTEXT) is True
+	assert evaluate(nested, CONTEXT) is False
+
+
+def test_empty_condition_is_true():
+	assert evaluate({}, CONTEXT) is True
+	assert evaluate(None, CONTEXT) is True
+
+
+def test_type_mismatches_are_false_not_errors():
+	assert compare(None, "<", 3) is False
+	assert compare({"a": 1}, ">", 3) is False
+	assert compare("abc", ">", "abb") is True
+
+
+def test_jsonlogic_trigger_conditions():
+	logic = {"and": [{"==": [{"var": "doc.status"}, "Open"]}, {">": [{"var": "doc.qty"}, 3]}]}
+	assert not is_native(logic)
+	assert evaluate(logic, CONTEXT) is True
+	assert evaluate({"in": ["vip", {"var": "doc.tags"}]}, CONTEXT) is True
+	assert evaluate({"!": {"var": "doc.notes"}}, CONTEXT) is True
+	assert evaluate({"if": [{"<": [{"var": "doc.qty"}, 3]}, False, True]}, CONTEXT) is True
+	assert evaluate({"some": [{"var": "doc.tags"}, {"==": [{"var": ""}, "eu"]}]}, CONTEXT) is True
+	assert evaluate({"jsonlogic": {"==": [{"var": "status"}, "Open"]}}, CONTEXT) is True
+
+
+def test_structure_checks():
+	assert check_condition({"field": "doc.a", "op": "~="}) == [
+		("op", "unknown operator '~='; use one of: " + ", ".join(OPS))
+	]
+	assert check_condition({"field": "doc.a", "op": "=="})[0][0] == "value"
+	assert check_condition({"all": []})[0][0] == "all"
+	assert check_condition({"all": [{"field": "", "op": "=="}]})[0][0] == "all[0].field"
+	assert check_condition({"eval": ["x"]})[0][1].startswith("unknown JSONLogic operator")
+	assert check_condition({"==": [1, 1]}, allow_jsonlogic=False)
+
+
+def test_depth_is_bounded():
+	deep = {"field": "doc.status", "op": "==", "value": "Open"}
+	for _ in range(40):
+		deep = {"all": [deep]}
+	assert check_condition(deep)
+	with pytest.raises(ConditionError):
+		evaluate(deep, CONTEXT)
+
+
+def test_describe():
+	assert describe({"field": "doc.status", "op": "==", "value": "Open"}) == "doc.status equals 'Open'"
+
+
+@given(
+	st.recursive(
+		st.none() | st.integers() | st.text(max_size=10) | st.booleans(),
+		lambda c: (
+			st.lists(c, max_size=3)
+			| st.dictionaries(
+				st.sampled_from(["field", "op", "value", "all", "any", "var", "==", "and"]), c, max_size=3
+			)
+		),
+		max_leaves=15,
+	)
+)
+def test_checking_any_structure_never_crashes(structure):
+	problems = check_condition(structure)
+	if not problems:
+		try:
+			evaluate(structure, CONTEXT)
+		except ConditionError:
+			pass
