@@ -1,0 +1,180 @@
+"""`bench --site SITE flow …`: validate, run, tick, complete, runs, preflight."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import frappe
+from frappe.commands import get_site, pass_context
+
+
+@contextmanager
+def _site(context):
+	site = get_site(context)
+	frappe.init(site=site)
+	frappe.connect()
+	frappe.set_user("Administrator")
+	try:
+		yield site
+	finally:
+		frappe.destroy()
+
+
+def _json(text: str | None, what: str):
+	if not text:
+		return None
+	try:
+		return json.loads(text)
+	except ValueError as error:
+		raise click.BadParameter(f"{what} is not valid JSON: {error}") from None
+
+
+@click.group("flow", help="Flow Engine: validate flows, start runs, tick the scheduler, check the setup")
+def flow():
+	pass
+
+
+@flow.command("validate", help="Validate a flow: a template name, or a JSON file (a definition or an export)")
+@click.argument("target")
+@click.option("--doctype", help="Trigger doctype for field checks (files only)")
+@pass_context
+def validate(context, target, doctype=None):
+	from flow_engine.runtime.templates import validate_definition
+
+	with _site(context):
+		path = Path(target)
+		if path.suffix == ".json" or path.exists():
+			data = _json(path.read_text(), target)
+			if isinstance(data, dict) and "flow_definition" in data:  # an exported template
+				doctype = doctype or data.get("trigger_doctype")
+				data = data["flow_definition"]
+			label = target
+		elif frappe.db.exists("Flow Template", target):
+			row = frappe.db.get_value(
+				"Flow Template", target, ["flow_definition", "trigger_doctype"], as_dict=True
+			)
+			data, doctype, label = row.flow_definition, doctype or row.trigger_doctype, f"flow '{target}'"
+		else:
+			click.secho(f"No file and no Flow Template named '{target}'", fg="red")
+			sys.exit(2)
+		issues = validate_definition(data, doctype)
+		if not issues:
+			click.secho(f"{label}: valid", fg="green")
+			return
+		click.secho(f"{label}: {len(issues)} problem(s)", fg="red")
+		for issue in issues:
+			click.echo(f"  - {issue}")
+		sys.exit(1)
+
+
+@flow.command("run", help="Start a run of TEMPLATE, optionally on a document")
+@click.argument("template")
+@click.option("--doctype", help="Reference document type")
+@click.option("--name", "docname", help="Reference document name")
+@click.option("--input", "input_json", help="Input payload as JSON")
+@click.option("--inline/--enqueue", default=True, help="Advance here (default) or hand it to the workers")
+@pass_context
+def run(context, template, doctype=None, docname=None, input_json=None, inline=True):
+	from flow_engine.runtime import runs, store
+
+	with _site(context):
+		frappe.flags.flow_engine_inline = inline
+		name = runs.start_run(
+			template,
+			reference_doctype=doctype,
+			reference_name=docname,
+			source="user",
+			input=_json(input_json, "--input"),
+		)
+		frappe.db.commit()
+		record = store.load_run(name)
+		click.echo(f"{name}: {record.status}")
+		if record.error:
+			click.secho(record.error, fg="red")
+
+
+@flow.command("tick", help="Run one scheduler tick now: reclaim, fire due steps, re-dispatch stale runs")
+@click.option("--inline/--enqueue", default=True, help="Fire due steps here (default) or in the workers")
+@pass_context
+def tick(context, inline=True):
+	from flow_engine.runtime import scheduler
+
+	with _site(context):
+		frappe.flags.flow_engine_inline = inline
+		result = scheduler.tick()
+		click.echo(", ".join(f"{key}: {value}" for key, value in result.items()))
+
+
+@flow.command("complete", help="Complete the parked step STEP of run RUN")
+@click.argument("run_name")
+@click.argument("step")
+@click.option("--result", "result_json", help="Result as JSON")
+@pass_context
+def complete(context, run_name, step, result_json=None):
+	from flow_engine.runtime import runs
+
+	with _site(context):
+		frappe.flags.flow_engine_inline = True
+		outcome = runs.complete_step(
+			run_name, step, result=_json(result_json, "--result"), by="Administrator"
+		)
+		frappe.db.commit()
+		click.echo(
+			f"{outcome['run']}: step {step} completed; run {frappe.db.get_value('Flow Run', run_name, 'status')}"
+		)
+
+
+@flow.command("runs", help="List recent runs")
+@click.option("--status")
+@click.option("--template")
+@click.option("--limit", default=20, type=int)
+@pass_context
+def list_runs(context, status=None, template=None, limit=20):
+	with _site(context):
+		filters = {key: value for key, value in (("status", status), ("template", template)) if value}
+		rows = frappe.get_all(
+			"Flow Run",
+			filters=filters,
+			fields=[
+				"name",
+				"template",
+				"status",
+				"reference_doctype",
+				"reference_name",
+				"started_at",
+				"error",
+			],
+			order_by="creation desc",
+			limit=limit,
+		)
+		if not rows:
+			click.echo("no runs")
+		for row in rows:
+			ref = f"{row.reference_doctype} {row.reference_name}" if row.reference_doctype else "-"
+			line = f"{row.name}  {row.status:<9}  {row.template}  {ref}  {row.started_at:%Y-%m-%d %H:%M:%S}"
+			click.echo(line)
+			if row.error:
+				click.echo(f"    {row.error.splitlines()[0][:150]}")
+
+
+@flow.command("preflight", help="Check that flows can run: scheduler, workers, dormancy, backlog")
+@pass_context
+def preflight(context):
+	from flow_engine.runtime.health import checks
+
+	with _site(context) as site:
+		failed = 0
+		for check in checks():
+			colour = {"ok": "green", "warn": "yellow", "fail": "red"}[check["level"]]
+			click.secho(f"[{check['level'].upper():4}] {check['name']}: {check['detail']}", fg=colour)
+			failed += check["level"] == "fail"
+		click.echo(f"{site}: {'ready' if not failed else f'{failed} problem(s)'}")
+		if failed:
+			sys.exit(1)
+
+
+commands = [flow]

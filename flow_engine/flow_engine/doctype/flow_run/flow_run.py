@@ -1,0 +1,23 @@
+# Copyright (c) 2026, flow_engine developers and contributors
+# For license information, please see license.txt
+
+import frappe
+from frappe.model.document import Document
+
+
+class FlowRun(Document):
+	"""Runs are written by flow_engine.runtime.runs with plain SQL; this controller only names them."""
+
+	def autoname(self):
+		from flow_engine.runtime.runs import new_run_name
+
+		self.name = new_run_name()
+
+	def on_trash(self):
+		frappe.db.delete("Flow Step Pending", {"run": self.name})
+		frappe.db.delete("Flow Step Attempt", {"run": self.name})
+
+
+def on_doctype_update():
+	frappe.db.add_index("Flow Run", ["reference_doctype", "reference_name"])
+	frappe.db.add_index("Flow Run", ["status", "modified"])

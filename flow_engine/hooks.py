@@ -1,0 +1,37 @@
+app_name = "flow_engine"
+app_title = "Flow Engine"
+app_publisher = "flow_engine developers"
+app_description = "Durable multi-step automations (flows) for Frappe and ERPNext"
+app_email = "dev@flow-engine.local"
+app_license = "MIT"
+required_apps = ["frappe"]
+
+# Install
+before_install = "flow_engine.install.before_install"
+after_install = "flow_engine.install.after_install"
+after_migrate = "flow_engine.install.after_migrate"
+after_app_install = "flow_engine.install.after_app_install"
+before_uninstall = "flow_engine.install.before_uninstall"
+
+# Triggers: one cheap "*" handler per event (see flow_engine/runtime/triggers.py)
+_on = "flow_engine.runtime.triggers.on_doc_event"
+doc_events = {
+	"*": {
+		"after_insert": _on,
+		"on_update": _on,
+		"on_submit": _on,
+		"on_cancel": _on,
+		"on_trash": _on,
+		"on_update_after_submit": _on,
+	}
+}
+
+# Scheduler: claim due pending steps every minute (a timer job gives sub-second precision)
+scheduler_events = {
+	"cron": {
+		"* * * * *": ["flow_engine.runtime.scheduler.tick"],
+	},
+}
+
+# Kinds other apps register (see flow_engine/kinds/registry.py); flow_engine's own are built in.
+flow_engine_kinds = []

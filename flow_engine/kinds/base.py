@@ -1,0 +1,109 @@
+"""What a kind handler receives and may raise."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import frappe
+from frappe import _
+
+from flow_engine.engine.definition import Step
+
+STANDARD_FIELDS = {
+	"name",
+	"owner",
+	"creation",
+	"modified",
+	"modified_by",
+	"docstatus",
+	"idx",
+	"doctype",
+	"parent",
+	"parentfield",
+	"parenttype",
+	"_user_tags",
+	"_comments",
+	"_assign",
+	"_liked_by",
+}
+
+
+class StepFailed(Exception):
+	"""A step could not do its work. `retryable` says whether trying again may help."""
+
+	def __init__(self, message: str, retryable: bool = False, output: Any = None):
+		super().__init__(message)
+		self.retryable = retryable
+		self.output = output
+
+
+@dataclass
+class StepCall:
+	run: str
+	template: str
+	step: Step
+	payload: Mapping  # rendered against the context (conditions read raw_payload)
+	raw_payload: Mapping
+	context: Mapping
+	attempt: int = 1
+	idempotency_key: str = ""
+	reference_doctype: str | None = None
+	reference_name: str | None = None
+	extras: dict = field(default_factory=dict)
+
+	def target(self, doctype: Any = None, name: Any = None):
+		"""The document a step acts on: the named one, else the trigger document."""
+		doctype = doctype or self.payload.get("doctype")
+		name = name or self.payload.get("name")
+		if doctype and not name:
+			raise StepFailed(
+				_("'name' is required when 'doctype' is given (which {0} to use?)").format(doctype)
+			)
+		if not doctype:
+			doctype, name = self.reference_doctype, self.reference_name
+			if not doctype or not name:
+				raise StepFailed(
+					_("This run has no trigger document; give 'doctype' and 'name' in the payload")
+				)
+		ensure_doctype(str(doctype))
+		if not frappe.db.exists(doctype, name):
+			raise StepFailed(_("{0} '{1}' does not exist").format(doctype, name))
+		return frappe.get_doc(doctype, name)
+
+
+def ensure_doctype(doctype: str) -> None:
+	if not doctype or not frappe.db.exists("DocType", doctype):
+		raise StepFailed(_("Document type '{0}' does not exist on this site").format(doctype))
+
+
+def check_fields(doctype: str, fields: Any) -> dict:
+	"""The field map, after checking each name is a real field of `doctype`."""
+	if not isinstance(fields, Mapping):
+		raise StepFailed(_("'fields' must be an object of fieldname → value"))
+	meta = frappe.get_meta(doctype)
+	unknown = [name for name in fields if name not in STANDARD_FIELDS and not meta.has_field(name)]
+	if unknown:
+		raise StepFailed(
+			_("{0} is not a field of {1}").format(", ".join(f"'{name}'" for name in unknown), doctype)
+			+ " — "
+			+ _("check the field names in the step's payload")
+		)
+	return dict(fields)
+
+
+def as_list(value: Any) -> list[str]:
+	if value in (None, ""):
+		return []
+	if isinstance(value, list | tuple):
+		items = value
+	else:
+		items = str(value).replace(";", ",").replace("\n", ",").split(",")
+	result = []
+	for item in items:
+		if isinstance(item, list | tuple):
+			result += as_list(item)
+		elif item not in (None, "") and str(item).strip():
+			result.append(str(item).strip())
+	return result

@@ -1,0 +1,124 @@
+"""Kinds that act on documents: create_doc, update_doc (alias erp_update), comment, assign."""
+
+from __future__ import annotations
+
+import frappe
+from frappe import _
+from frappe.utils import cint
+
+from flow_engine.kinds.base import StepCall, StepFailed, as_list, check_fields, ensure_doctype
+
+
+def create_doc(call: StepCall) -> dict:
+	doctype = str(call.payload.get("doctype") or "")
+	ensure_doctype(doctype)
+	values = check_fields(doctype, call.payload.get("fields") or {})
+	if call.payload.get("link_to_trigger") and call.reference_doctype:
+		values.update(_backlink(doctype, call.reference_doctype, call.reference_name))
+	doc = frappe.get_doc({"doctype": doctype, **values})
+	doc.insert()
+	if cint(call.payload.get("submit")) and doc.meta.is_submittable:
+		doc.submit()
+	return {"doctype": doctype, "name": doc.name}
+
+
+def _backlink(doctype: str, ref_doctype: str, ref_name: str | None) -> dict:
+	meta = frappe.get_meta(doctype)
+	for type_field, name_field in (
+		("reference_type", "reference_name"),
+		("reference_doctype", "reference_name"),
+	):
+		if meta.has_field(type_field) and meta.has_field(name_field):
+			return {type_field: ref_doctype, name_field: ref_name}
+	for field in meta.fields:
+		if field.fieldtype == "Link" and field.options == ref_doctype:
+			return {field.fieldname: ref_name}
+	return {}
+
+
+def update_doc(call: StepCall) -> dict:
+	doc = call.target()
+	values = check_fields(doc.doctype, call.payload.get("fields") or {})
+	changed = [name for name, value in values.items() if doc.get(name) != value]
+	doc.update(values)
+	if doc.docstatus == 1:
+		doc.flags.ignore_validate_update_after_submit = False
+		doc.save()
+	else:
+		doc.save()
+	return {"doctype": doc.doctype, "name": doc.name, "changed": changed}
+
+
+def comment(call: StepCall) -> dict:
+	doc = call.target()
+	text = str(call.payload.get("text") or "").strip()
+	if not text:
+		raise StepFailed(_("The comment text rendered empty; check the template in 'text'"))
+	comment = doc.add_comment("Comment", text)
+	return {"comment": comment.name}
+
+
+def assign(call: StepCall) -> dict:
+	from frappe.desk.form.assign_to import add
+
+	doc = call.target()
+	users = as_list(call.payload.get("assign_to"))
+	role = call.payload.get("role")
+	if role:
+		users += _users_for_role(str(role), call.payload.get("role_strategy") or "least_busy")
+	users = [user for user in dict.fromkeys(users) if frappe.db.exists("User", {"name": user, "enabled": 1})]
+	if not users:
+		raise StepFailed(
+			_("No enabled user to assign to (users: {0}, role: {1})").format(
+				call.payload.get("assign_to") or "-", role or "-"
+			)
+		)
+	already = set(
+		frappe.get_all(
+			"ToDo",
+			filters={
+				"reference_type": doc.doctype,
+				"reference_name": doc.name,
+				"status": "Open",
+				"allocated_to": ["in", users],
+			},
+			pluck="allocated_to",
+		)
+	)
+	new = [user for user in users if user not in already]
+	if new:
+		add(
+			{
+				"assign_to": new,
+				"doctype": doc.doctype,
+				"name": doc.name,
+				"description": call.payload.get("description") or doc.get_title(),
+				"date": call.payload.get("date") or None,
+				"priority": call.payload.get("priority") or "Medium",
+			}
+		)
+	return {"assigned": new, "already_assigned": sorted(already)}
+
+
+def _users_for_role(role: str, strategy: str) -> list[str]:
+	if not frappe.db.exists("Role", role):
+		raise StepFailed(_("Role '{0}' does not exist").format(role))
+	users = frappe.get_all(
+		"Has Role", filters={"role": role, "parenttype": "User"}, pluck="parent", distinct=True
+	)
+	users = [user for user in users if user not in ("Administrator", "Guest")]
+	users = (
+		frappe.get_all("User", filters={"name": ["in", users], "enabled": 1}, pluck="name") if users else []
+	)
+	if strategy == "all" or not users:
+		return sorted(users)
+	counts = dict(
+		frappe.get_all(
+			"ToDo",
+			filters={"status": "Open", "allocated_to": ["in", users]},
+			fields=["allocated_to", "count(name) as open"],
+			group_by="allocated_to",
+			as_list=True,
+		)
+	)
+	return [min(sorted(users), key=lambda user: counts.get(user, 0))]

@@ -1,0 +1,1 @@
+"""The Frappe shell around the engine: runs, triggers, scheduler, templates and context."""

@@ -1,0 +1,261 @@
+"""The scheduler: claim due Flow Step Pending rows atomically and fire them.
+
+- `tick` (cron, every minute): reclaim expired leases, drain every due row, re-dispatch stale runs,
+  and start the precision timer when something is due soon.
+- `claim_due` takes rows with `SELECT … FOR UPDATE SKIP LOCKED` and marks them `running` with a
+  claim token and a lease, so overlapping ticks and workers never take the same row twice.
+- `fire` executes a claimed row's step under the run lock, checking the claim token, so a row that
+  was reclaimed after its worker died is fired by exactly one worker.
+- `timer_loop` (one job at a time, queue "long") polls for rows due in the next minute and fires
+  them within a fraction of a second of their due time; it exits when nothing is due soon.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import frappe
+from frappe.utils import add_to_date, cint, now_datetime
+
+from flow_engine.runtime import jobs, runs, steps, store, templates
+
+BATCH = 100
+FIRE_CHUNK = 25
+LEASE_SECONDS = 300
+MAX_CLAIMS = 5
+STALE_RUN_MINUTES = 10
+TIMER_JOB = "flow_engine_timer"
+TIMER_SECONDS = 55
+
+
+def _lease_seconds() -> int:
+	return cint(frappe.conf.get("flow_engine_lease_seconds")) or LEASE_SECONDS
+
+
+def tick() -> dict:
+	"""Cron entry point (every minute)."""
+	reclaimed = reclaim_expired()
+	fired = drain_due()
+	stale = redispatch_stale_runs()
+	ensure_timer()
+	return {"reclaimed": reclaimed, "claimed": fired, "stale_runs": stale}
+
+
+def claim_due(limit: int = BATCH, now: datetime.datetime | None = None) -> tuple[str, list[dict]]:
+	"""Claim up to `limit` due rows; returns (claim token, rows) and commits the claim."""
+	now = now or now_datetime()
+	token = frappe.generate_hash(length=16)
+	rows = frappe.db.sql(
+		"""select name, run, step_id, purpose, attempts from `tabFlow Step Pending`
+		where status='pending' and trigger_at <= %s order by trigger_at limit %s for update skip locked""",
+		(now, limit),
+		as_dict=True,
+	)
+	if rows:
+		names = [row.name for row in rows]
+		frappe.db.sql(
+			"""update `tabFlow Step Pending` set status='running', claimed_at=%s, lease_until=%s, claimed_by=%s,
+			attempts=attempts+1, modified=%s where name in %s""",
+			(now, add_to_date(now, seconds=_lease_seconds()), token, now, tuple(names)),
+		)
+	frappe.db.commit()
+	return token, rows
+
+
+def drain_due(inline: bool | None = None, now: datetime.datetime | None = None) -> int:
+	"""Claim every due row (in batches, no cap) and fire them in workers (or here when inline)."""
+	inline = jobs.inline_mode() if inline is None else inline
+	total = 0
+	while True:
+		token, rows = claim_due(BATCH, now)
+		if not rows:
+			break
+		total += len(rows)
+		names = [row.name for row in rows]
+		if inline:
+			fire_batch(names, token)
+		else:
+			for start in range(0, len(names), FIRE_CHUNK):
+				frappe.enqueue(
+					"flow_engine.runtime.scheduler.fire_batch",
+					queue=jobs.QUEUE,
+					names=names[start : start + FIRE_CHUNK],
+					token=token,
+				)
+		if len(rows) < BATCH:
+			break
+	return total
+
+
+def fire_batch(names: list[str], token: str) -> None:
+	for name in names:
+		try:
+			fire(name, token)
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(title=f"flow_engine: firing pending step {name} failed")
+
+
+def fire(name: str, token: str) -> str | None:
+	"""Execute the step of one claimed row; then keep advancing its run. Returns the row's status."""
+	run_name = frappe.db.get_value("Flow Step Pending", name, "run")
+	if not run_name:
+		return None
+	record = store.load_run(run_name, lock=True)  # lock order: run, then row
+	row = frappe.db.sql(
+		"select name, step_id, purpose, status, claimed_by, attempts from `tabFlow Step Pending` where name=%s "
+		"for update",
+		(name,),
+		as_dict=True,
+	)
+	if not row or row[0].status != "running" or row[0].claimed_by != token:
+		frappe.db.commit()
+		return row[0].status if row else None  # reclaimed and taken by someone else
+	row = row[0]
+	now = now_datetime()
+	if record is None or record.is_terminal:
+		_finish_row(name, "cancelled", now)
+		frappe.db.commit()
+		return "cancelled"
+	record.definition = templates.definition_for(record.template, record.template_version)
+	state = record.states.get(row.step_id) or {}
+	outcome = "completed"
+	if not record.definition.has_step(row.step_id):
+		outcome = "cancelled"
+	elif row.purpose == "timeout":
+		if state.get("status") == "waiting" and state.get("timeout_row") == name:
+			step = record.definition.step(row.step_id)
+			message = f"timed out after {step.timeout:g}s waiting to be completed"
+			state.update(status="failed", error=message, completed_at=now.isoformat(sep=" "))
+			state.pop("token", None)
+			steps.fail_run(record, f"Step '{step.id}' {message}")
+	elif state.get("status") != "scheduled" or state.get("pending") != name:
+		outcome = "cancelled"  # the step moved on (cancelled, retried elsewhere): never fire twice
+	else:
+		step = record.definition.step(row.step_id)
+		with jobs.acting_as(runs._run_as(record.template)):
+			result = steps.execute(record, step, pending_row=name)
+		if result == "scheduled":
+			outcome = None  # the same row now waits for the retry
+		elif result == "failed":
+			outcome = "failed"
+	if outcome:
+		_finish_row(
+			name,
+			outcome,
+			now,
+			record.states.get(row.step_id, {}).get("error") if outcome == "failed" else None,
+		)
+	runs.settle(record)
+	store.save_run(record)
+	runs._publish(record)
+	frappe.db.commit()
+	if not record.is_terminal:
+		runs.advance(record.name)
+	return outcome or "pending"
+
+
+def _finish_row(name: str, status: str, now: datetime.datetime, error: str | None = None) -> None:
+	frappe.db.sql(
+		"""update `tabFlow Step Pending` set status=%s, executed_at=%s, modified=%s,
+		last_error=coalesce(%s, last_error) where name=%s""",
+		(status, now, now, error, name),
+	)
+
+
+def reclaim_expired(now: datetime.datetime | None = None) -> int:
+	"""Rows stuck in `running` past their lease (their worker died) go back to `pending`."""
+	now = now or now_datetime()
+	rows = frappe.db.sql(
+		"""select name, run, step_id, attempts from `tabFlow Step Pending`
+		where status='running' and lease_until < %s for update skip locked""",
+		(now,),
+		as_dict=True,
+	)
+	for row in rows:
+		if row.attempts >= MAX_CLAIMS:
+			frappe.db.sql(
+				"""update `tabFlow Step Pending` set status='failed', last_error=%s, modified=%s where name=%s""",
+				(
+					f"claimed {row.attempts} times without finishing (workers died or timed out)",
+					now,
+					row.name,
+				),
+			)
+			jobs.after_commit(
+				"flow_engine.runtime.scheduler.fail_abandoned", run=row.run, step_id=row.step_id, row=row.name
+			)
+		else:
+			frappe.db.sql(
+				"""update `tabFlow Step Pending` set status='pending', claimed_by=null, lease_until=null,
+				last_error=%s, modified=%s where name=%s""",
+				(f"reclaimed at {now:%Y-%m-%d %H:%M:%S}: the worker's lease expired", now, row.name),
+			)
+	frappe.db.commit()
+	return len(rows)
+
+
+def fail_abandoned(run: str, step_id: str, row: str) -> None:
+	record = store.load_run(run, lock=True)
+	if record and not record.is_terminal and (record.states.get(step_id) or {}).get("pending") == row:
+		record.states[step_id].update(
+			status="failed", error="its worker kept dying; see Flow Step Pending " + row
+		)
+		steps.fail_run(record, f"Step '{step_id}' failed: its worker kept dying (pending row {row})")
+		store.save_run(record)
+	frappe.db.commit()
+
+
+def redispatch_stale_runs() -> int:
+	"""Runs left `running` with no progress (their job was lost) are advanced again."""
+	cutoff = add_to_date(now_datetime(), minutes=-STALE_RUN_MINUTES)
+	names = frappe.db.sql_list(
+		"select name from `tabFlow Run` where status='running' and modified < %s limit 500", (cutoff,)
+	)
+	for name in names:
+		jobs.after_commit("flow_engine.runtime.runs.advance", run=name)
+	frappe.db.commit()
+	return len(names)
+
+
+def next_due() -> datetime.datetime | None:
+	return frappe.db.sql("select min(trigger_at) from `tabFlow Step Pending` where status='pending'")[0][0]
+
+
+def ensure_timer() -> None:
+	"""Start the precision timer if a row is due within the next minute and it is not running."""
+	if jobs.inline_mode() or frappe.conf.get("flow_engine_disable_timer"):
+		return
+	due = next_due()
+	if due is None or due > now_datetime() + datetime.timedelta(seconds=70):
+		return
+	frappe.enqueue(
+		"flow_engine.runtime.scheduler.timer_loop",
+		queue="long",
+		job_id=TIMER_JOB,
+		deduplicate=True,
+		timeout=TIMER_SECONDS + 60,
+	)
+
+
+def timer_loop(seconds: float = TIMER_SECONDS) -> int:
+	"""Fire rows close to their due time; return how many were claimed."""
+	deadline = time.monotonic() + seconds
+	claimed = 0
+	idle_since = time.monotonic()
+	while time.monotonic() < deadline:
+		frappe.db.rollback()  # a fresh snapshot each round
+		due = next_due()
+		now = now_datetime()
+		if due is not None and due <= now:
+			claimed += drain_due(inline=True)
+			idle_since = time.monotonic()
+			continue
+		if due is None or (due - now).total_seconds() > 70:
+			if time.monotonic() - idle_since > 5:
+				break  # nothing due soon: the minute tick will start us again
+			time.sleep(0.25)
+			continue
+		time.sleep(min(max((due - now).total_seconds(), 0.01), 0.25))
+	return claimed

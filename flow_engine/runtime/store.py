@@ -1,0 +1,222 @@
+"""Persistence of runs, pending rows and attempt records with lean SQL.
+
+The hot path (one wave of a run) reads and writes the run row directly instead of loading and
+saving a Document: a run's state is one JSON column, attempts are separate rows, so a step costs a
+constant number of statements however long the run is.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+from flow_engine.engine.definition import Definition
+
+TERMINAL = ("completed", "failed", "cancelled")
+RUN_COLUMNS = (
+	"name, template, template_version, status, trigger_event, reference_doctype, reference_name, customer, "
+	"source, started_by, parent_run, schedule, depth, started_at, completed_at, waves, steps_executed, error, "
+	"input, variables, step_state, doc_snapshot"
+)
+
+
+def loads(value: Any, default: Any = None) -> Any:
+	if value in (None, ""):
+		return {} if default is None else default
+	if isinstance(value, dict | list):
+		return value
+	try:
+		return json.loads(value)
+	except (TypeError, ValueError):
+		return {} if default is None else default
+
+
+def dumps(value: Any) -> str:
+	return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_default(value: Any) -> Any:
+	if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+		return value.isoformat()
+	return str(value)
+
+
+@dataclass
+class RunRecord:
+	name: str
+	template: str
+	template_version: int
+	status: str
+	trigger_event: str | None
+	reference_doctype: str | None
+	reference_name: str | None
+	customer: str | None
+	source: str | None
+	started_by: str | None
+	parent_run: str | None
+	schedule: str | None
+	depth: int
+	started_at: datetime.datetime | None
+	completed_at: datetime.datetime | None
+	waves: int
+	steps_executed: int
+	error: str | None
+	input: dict
+	variables: dict
+	states: dict
+	doc_snapshot: dict | None
+	definition: Definition | None = None
+	dirty_docs: bool = field(default=False)
+
+	@property
+	def is_terminal(self) -> bool:
+		return self.status in TERMINAL
+
+
+def load_run(name: str, lock: bool = False) -> RunRecord | None:
+	rows = frappe.db.sql(
+		f"select {RUN_COLUMNS} from `tabFlow Run` where name=%s" + (" for update" if lock else ""),
+		(name,),
+		as_dict=True,
+	)
+	if not rows:
+		return None
+	row = rows[0]
+	return RunRecord(
+		name=row.name,
+		template=row.template,
+		template_version=int(row.template_version or 0),
+		status=row.status,
+		trigger_event=row.trigger_event,
+		reference_doctype=row.reference_doctype,
+		reference_name=row.reference_name,
+		customer=row.customer,
+		source=row.source,
+		started_by=row.started_by,
+		parent_run=row.parent_run,
+		schedule=row.schedule,
+		depth=int(row.depth or 0),
+		started_at=row.started_at,
+		completed_at=row.completed_at,
+		waves=int(row.waves or 0),
+		steps_executed=int(row.steps_executed or 0),
+		error=row.error,
+		input=loads(row.input),
+		variables=loads(row.variables),
+		states=loads(row.step_state),
+		doc_snapshot=loads(row.doc_snapshot, default=None) or None,
+	)
+
+
+def save_run(run: RunRecord) -> None:
+	frappe.db.sql(
+		"""update `tabFlow Run` set status=%s, step_state=%s, variables=%s, error=%s, completed_at=%s,
+		waves=%s, steps_executed=%s, modified=%s where name=%s""",
+		(
+			run.status,
+			dumps(run.states),
+			dumps(run.variables),
+			run.error,
+			run.completed_at,
+			run.waves,
+			run.steps_executed,
+			now_datetime(),
+			run.name,
+		),
+	)
+
+
+def insert_row(doctype: str, values: dict, name: str | None = None) -> str:
+	"""Insert one row without a Document round-trip (no hooks: internal doctypes only)."""
+	now = now_datetime()
+	user = frappe.session.user if getattr(frappe.local, "session", None) else "Administrator"
+	row = {
+		"name": name or frappe.generate_hash(length=12),
+		"creation": now,
+		"modified": now,
+		"owner": user,
+		"modified_by": user,
+		"docstatus": 0,
+		"idx": 0,
+	}
+	for key, value in values.items():
+		row[key] = dumps(value) if isinstance(value, dict | list) else value
+	columns = ", ".join(f"`{key}`" for key in row)
+	placeholders = ", ".join(["%s"] * len(row))
+	frappe.db.sql(f"insert into `tab{doctype}` ({columns}) values ({placeholders})", tuple(row.values()))
+	return row["name"]
+
+
+def record_attempt(
+	run: RunRecord,
+	step_id: str,
+	kind: str,
+	attempt: int,
+	status: str,
+	started: datetime.datetime,
+	duration_ms: float,
+	input: Any,
+	output: Any,
+	error: str | None,
+	idempotency_key: str,
+) -> str:
+	return insert_row(
+		"Flow Step Attempt",
+		{
+			"run": run.name,
+			"step_id": step_id,
+			"kind": kind,
+			"attempt": attempt,
+			"status": status,
+			"started_at": started,
+			"duration_ms": round(duration_ms, 3),
+			"input": truncate_json(input),
+			"output": truncate_json(output),
+			"error": error,
+			"idempotency_key": idempotency_key,
+		},
+	)
+
+
+def truncate_json(value: Any, limit: int = 64 * 1024) -> Any:
+	if value is None:
+		return None
+	text = dumps(value)
+	if len(text) <= limit:
+		return text
+	return dumps({"truncated": True, "preview": text[:limit]})
+
+
+def insert_pending(
+	run: str,
+	step_id: str,
+	trigger_at: datetime.datetime,
+	purpose: str = "delay",
+	attempts: int = 0,
+	last_error: str | None = None,
+) -> str:
+	return insert_row(
+		"Flow Step Pending",
+		{
+			"run": run,
+			"step_id": step_id,
+			"purpose": purpose,
+			"trigger_at": trigger_at,
+			"status": "pending",
+			"attempts": attempts,
+			"last_error": last_error,
+		},
+	)
+
+
+def cancel_pending(run: str, except_name: str | None = None) -> None:
+	frappe.db.sql(
+		"""update `tabFlow Step Pending` set status='cancelled', modified=%s
+		where run=%s and status in ('pending', 'running') and name != %s""",
+		(now_datetime(), run, except_name or ""),
+	)

@@ -1,0 +1,237 @@
+"""Flow Template lifecycle: validation on every write, version bumps, pinned definitions, caches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import frappe
+from frappe import _
+
+from flow_engine.engine import definition as definition_language
+from flow_engine.engine.definition import Definition, build
+from flow_engine.engine.errors import DefinitionError, Issue
+from flow_engine.engine.validation import validate
+from flow_engine.kinds.registry import get_catalog
+from flow_engine.runtime import site_checks
+
+TRIGGER_FIELDS = ("trigger_doctype", "trigger_event", "trigger_field", "custom_event", "trigger_condition")
+DEFINITIONS_CACHE = "flow_engine:definitions"
+
+
+class FlowValidationError(frappe.ValidationError):
+	pass
+
+
+def validate_definition(raw_or_text, trigger_doctype: str | None = None, site: bool = True) -> list[Issue]:
+	"""Every issue in a definition: the engine's checks plus the site's (doctypes, fields, apps)."""
+	try:
+		raw = definition_language.load(raw_or_text)
+	except DefinitionError as error:
+		return error.issues
+	catalog = get_catalog()
+	issues = validate(raw, catalog)
+	if site:
+		issues += site_checks.check(raw, catalog, trigger_doctype)
+	return issues
+
+
+def _trigger_from_fields(doc) -> dict:
+	trigger = {"doctype": doc.trigger_doctype or None, "event": doc.trigger_event or "manual"}
+	if doc.trigger_field:
+		trigger["field"] = doc.trigger_field
+	if doc.custom_event:
+		trigger["custom_event"] = doc.custom_event
+	condition = _parse_condition(doc.trigger_condition)
+	if condition:
+		trigger["condition"] = condition
+	return {key: value for key, value in trigger.items() if value not in (None, "")}
+
+
+def _parse_condition(text):
+	if text in (None, "", "{}"):
+		return None
+	if isinstance(text, Mapping | list):
+		return text
+	try:
+		return json.loads(text)
+	except ValueError as error:
+		frappe.throw(
+			_("Trigger condition is not valid JSON: {0}").format(error),
+			FlowValidationError,
+			title=_("Invalid trigger condition"),
+		)
+
+
+def _set_fields_from_trigger(doc, trigger: Mapping) -> None:
+	doc.trigger_doctype = trigger.get("doctype")
+	doc.trigger_event = trigger.get("event") or "manual"
+	doc.trigger_field = trigger.get("field")
+	doc.custom_event = trigger.get("custom_event")
+	condition = trigger.get("condition")
+	doc.trigger_condition = json.dumps(condition, indent=1) if condition else None
+
+
+def on_validate(doc) -> None:
+	"""Flow Template.validate: normalise, sync the trigger, validate, bump the version."""
+	raw = (
+		definition_language.load(doc.flow_definition) if doc.flow_definition else {"version": 1, "steps": []}
+	)
+	raw.setdefault("version", 1)
+	raw.setdefault("steps", [])
+	before = doc.get_doc_before_save()
+	definition_trigger = {k: v for k, v in (raw.get("trigger") or {}).items() if v not in (None, "", {})}
+	if before is None:
+		fields_are_default = not doc.trigger_doctype and (doc.trigger_event or "manual") == "manual"
+		if definition_trigger and fields_are_default:
+			_set_fields_from_trigger(doc, definition_trigger)
+	elif not any(doc.has_value_changed(field) for field in TRIGGER_FIELDS) and definition_trigger:
+		_set_fields_from_trigger(doc, definition_trigger)
+	raw["trigger"] = _trigger_from_fields(doc)
+	issues = validate_definition(raw, doc.trigger_doctype)
+	if doc.payload_schema:
+		issues += _check_payload_schema(doc.payload_schema)
+	if issues:
+		error = DefinitionError(issues, flow=doc.template_name or doc.name)
+		frappe.throw(
+			"<br>".join(frappe.utils.escape_html(line) for line in error.describe().split("\n")),
+			FlowValidationError,
+			title=_("Flow '{0}' is invalid").format(doc.template_name or doc.name),
+		)
+	text = definition_language.dumps(raw)
+	old_text = None
+	if before is not None and before.flow_definition:
+		try:
+			old_text = definition_language.dumps(definition_language.load(before.flow_definition))
+		except DefinitionError:
+			old_text = None
+	doc.flow_definition = text
+	doc.step_count = len(raw["steps"])
+	if before is None or text != old_text or not doc.version:
+		doc.version = (
+			int(before.version or 0) + 1 if before is not None else max(int(doc.version or 0), 0) + 1
+		)
+		doc.flags.flow_version_changed = True
+
+
+def _check_payload_schema(text) -> list[Issue]:
+	try:
+		schema = json.loads(text) if isinstance(text, str) else text
+	except ValueError as error:
+		return [Issue(f"is not valid JSON: {error}", field="payload_schema")]
+	try:
+		import jsonschema
+
+		jsonschema.validators.validator_for(schema).check_schema(schema)
+	except Exception as error:
+		return [
+			Issue(f"is not a valid JSON Schema: {getattr(error, 'message', error)}", field="payload_schema")
+		]
+	return []
+
+
+def after_save(doc) -> None:
+	"""Flow Template.on_update: keep the pinned version and clear trigger caches."""
+	if doc.flags.flow_version_changed or not frappe.db.exists(
+		"Flow Template Version", {"template": doc.name, "version": doc.version}
+	):
+		store_version(doc.name, doc.version, doc.flow_definition)
+	clear_caches()
+
+
+def store_version(template: str, version: int, text: str) -> None:
+	name = f"{template}-v{version}"
+	if frappe.db.exists("Flow Template Version", name):
+		frappe.db.set_value("Flow Template Version", name, "definition", text, update_modified=False)
+	else:
+		frappe.get_doc(
+			{
+				"doctype": "Flow Template Version",
+				"name": name,
+				"template": template,
+				"version": version,
+				"definition": text,
+			}
+		).db_insert()
+
+
+def definition_for(template: str, version: int) -> Definition:
+	"""The definition a run is pinned to; edits never change it."""
+	key = f"{template}::{version}"
+	local = frappe.local.__dict__.setdefault("flow_engine_definitions", {})
+	if key in local:
+		return local[key]
+	text = frappe.cache.hget(DEFINITIONS_CACHE, key)
+	if text is None:
+		text = frappe.db.get_value(
+			"Flow Template Version", {"template": template, "version": version}, "definition"
+		)
+		if text is None and frappe.db.get_value("Flow Template", template, "version") == version:
+			text = frappe.db.get_value("Flow Template", template, "flow_definition")
+		if text is None:
+			raise FlowValidationError(_("Flow '{0}' has no version {1}").format(template, version))
+		frappe.cache.hset(DEFINITIONS_CACHE, key, text)
+	definition = build(definition_language.load(text), get_catalog())
+	local[key] = definition
+	return definition
+
+
+def clear_caches(template: str | None = None) -> None:
+	from flow_engine.runtime.triggers import clear_trigger_map
+
+	clear_trigger_map()
+	if template:
+		frappe.cache.delete_value(DEFINITIONS_CACHE)
+		frappe.local.__dict__.pop("flow_engine_definitions", None)
+
+
+def on_trash(doc) -> None:
+	if doc.is_system and not _system_change_allowed():
+		frappe.throw(
+			_(
+				"'{0}' is a system flow and cannot be deleted. Deactivate it, or duplicate it to make your own."
+			).format(doc.name),
+			frappe.PermissionError,
+			title=_("System flow"),
+		)
+	if frappe.db.exists("Flow Run", {"template": doc.name, "status": ["in", ("running", "waiting")]}):
+		frappe.throw(
+			_("Flow '{0}' has runs in progress; cancel them before deleting it").format(doc.name),
+			frappe.LinkExistsError,
+		)
+
+
+def after_delete(doc) -> None:
+	frappe.db.delete("Flow Template Version", {"template": doc.name})
+	clear_caches(doc.name)
+
+
+def before_rename(doc, old: str, new: str) -> None:
+	if doc.is_system and not _system_change_allowed():
+		frappe.throw(
+			_("'{0}' is a system flow and cannot be renamed; duplicate it instead").format(old),
+			frappe.PermissionError,
+			title=_("System flow"),
+		)
+
+
+def after_rename(old: str, new: str) -> None:
+	clear_caches(new)
+
+
+def _system_change_allowed() -> bool:
+	flags = frappe.local.flags
+	return bool(flags.in_install or flags.in_uninstall or flags.in_migrate or flags.flow_engine_seeding)
+
+
+def duplicate(template: str, new_name: str) -> str:
+	source = frappe.get_doc("Flow Template", template)
+	if frappe.db.exists("Flow Template", new_name):
+		frappe.throw(_("A flow named '{0}' already exists").format(new_name), frappe.DuplicateEntryError)
+	copy = frappe.copy_doc(source)
+	copy.template_name = new_name
+	copy.is_system = 0
+	copy.is_active = 0
+	copy.version = 0
+	copy.insert()
+	return copy.name

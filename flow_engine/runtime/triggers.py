@@ -1,0 +1,207 @@
+"""Document and custom-event triggers.
+
+The `"*"` doc_events handler is as cheap as Frappe's webhooks: a per-doctype map of active flows
+is cached in Redis and in the request's flags, so a document of a doctype without flows costs one
+dict lookup. Matching flows get a Flow Run row inside the user's transaction (a rollback removes
+it) and are advanced only after commit. A broken flow never breaks the user's save: errors go to
+the Error Log. A flow whose own step saves its trigger document does not re-trigger itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import frappe
+
+from flow_engine.engine import conditions
+from flow_engine.runtime import jobs, runs, store
+
+CACHE_KEY = "flow_engine:trigger_map"
+OWN_DOCTYPES = frozenset(
+	{
+		"Flow Template",
+		"Flow Template Version",
+		"Flow Run",
+		"Flow Step Pending",
+		"Flow Step Attempt",
+		"Flow Schedule",
+	}
+)
+IGNORED_DOCTYPES = OWN_DOCTYPES | {
+	"Error Log",
+	"Scheduled Job Log",
+	"Version",
+	"Activity Log",
+	"Access Log",
+	"Route History",
+	"Sessions",
+	"RQ Job",
+	"Deleted Document",
+}
+INSERT_EVENTS = ("after_insert",)
+
+
+def _skip_now() -> bool:
+	flags = frappe.local.flags
+	return bool(
+		flags.in_install
+		or flags.in_migrate
+		or flags.in_import
+		or flags.in_patch
+		or flags.in_uninstall
+		or flags.in_setup_wizard
+		or flags.flow_engine_disabled
+	)
+
+
+def get_trigger_map() -> dict:
+	flags = frappe.local.flags
+	if flags.flow_engine_trigger_map is None:
+		cached = frappe.cache.get_value(CACHE_KEY)
+		if cached is None:
+			cached = build_trigger_map()
+			frappe.cache.set_value(CACHE_KEY, cached)
+		flags.flow_engine_trigger_map = cached
+	return flags.flow_engine_trigger_map
+
+
+def build_trigger_map() -> dict:
+	doctypes: dict[str, list] = {}
+	custom: dict[str, list] = {}
+	rows = frappe.get_all(
+		"Flow Template",
+		filters={"is_active": 1},
+		fields=[
+			"name",
+			"trigger_doctype",
+			"trigger_event",
+			"trigger_field",
+			"custom_event",
+			"trigger_condition",
+		],
+		order_by="name asc",
+	)
+	for row in rows:
+		entry = {
+			"template": row.name,
+			"event": row.trigger_event,
+			"field": row.trigger_field,
+			"doctype": row.trigger_doctype,
+			"condition": store.loads(row.trigger_condition, default={}) or None,
+		}
+		if row.trigger_event == "custom" and row.custom_event:
+			custom.setdefault(row.custom_event, []).append(entry)
+		elif row.trigger_doctype and row.trigger_event not in ("manual", "custom", None, ""):
+			doctypes.setdefault(row.trigger_doctype, []).append(entry)
+	return {"doctypes": doctypes, "custom": custom}
+
+
+def clear_trigger_map() -> None:
+	frappe.cache.delete_value(CACHE_KEY)
+	frappe.local.flags.flow_engine_trigger_map = None
+
+
+def on_doc_event(doc, method: str | None = None) -> None:
+	"""doc_events["*"] handler for every supported event."""
+	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
+		return
+	entries = get_trigger_map()["doctypes"].get(doc.doctype)
+	if not entries:
+		return
+	matched = [entry for entry in entries if _event_matches(entry, doc, method)]
+	if not matched:
+		return
+	busy = jobs.executing_templates_on(doc.doctype, doc.name)
+	parent = jobs.current_execution()
+	depth = (parent["depth"] + 1) if parent else 0
+	data = None
+	for entry in matched:
+		if entry["template"] in busy:
+			continue  # this flow is saving its own trigger document: do not loop
+		if depth > runs.MAX_DEPTH:
+			frappe.log_error(
+				title=f"flow_engine: '{entry['template']}' not started (flows nested {depth} deep)",
+				message=f"{doc.doctype} {doc.name} {method}; parent run {parent and parent['run']}",
+			)
+			continue
+		try:
+			if entry.get("condition"):
+				data = data or {"doc": doc.as_dict(convert_dates_to_str=True)}
+				if not conditions.evaluate(entry["condition"], data):
+					continue
+			_start_safely(
+				entry["template"],
+				doc=doc,
+				event=_event_name(entry, method),
+				source="event",
+				parent_run=parent["run"] if parent else None,
+				depth=depth,
+			)
+		except Exception:
+			frappe.log_error(
+				title=f"flow_engine: trigger of flow '{entry['template']}' failed on {doc.doctype} {doc.name}"
+			)
+
+
+def _event_name(entry: Mapping, method: str | None) -> str:
+	return "value_changed" if entry["event"] == "value_changed" else (method or "")
+
+
+def _event_matches(entry: Mapping, doc, method: str | None) -> bool:
+	event = entry["event"]
+	if event == method:
+		return True
+	if event == "value_changed" and method in ("on_update", "on_update_after_submit"):
+		if doc.flags.in_insert or not entry.get("field"):
+			return False
+		return bool(doc.get_doc_before_save()) and doc.has_value_changed(entry["field"])
+	return False
+
+
+def _start_safely(template: str, **kwargs) -> str | None:
+	"""Start a run inside a savepoint: whatever goes wrong, the user's save goes on."""
+	savepoint = "flow_engine_trigger"
+	frappe.db.savepoint(savepoint)
+	try:
+		return runs.start_run(template, require_active=True, **kwargs)
+	except Exception:
+		frappe.db.rollback(save_point=savepoint)
+		frappe.log_error(title=f"flow_engine: could not start flow '{template}'")
+		return None
+
+
+def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list[str]:
+	"""Start every active flow listening to custom event `event`. Returns the new run names."""
+	if _skip_now():
+		return []
+	entries = get_trigger_map()["custom"].get(event) or []
+	parent = jobs.current_execution()
+	depth = (parent["depth"] + 1) if parent else 0
+	started = []
+	if isinstance(doc, str):
+		raise TypeError("dispatch_event takes a Document (or None) for doc")
+	for entry in entries:
+		if entry.get("doctype") and doc is not None and doc.doctype != entry["doctype"]:
+			continue
+		if depth > runs.MAX_DEPTH:
+			frappe.log_error(title=f"flow_engine: custom event '{event}' nested {depth} deep; not started")
+			continue
+		if entry.get("condition"):
+			data = {
+				"doc": doc.as_dict(convert_dates_to_str=True) if doc is not None else {},
+				"input": dict(payload or {}),
+			}
+			if not conditions.evaluate(entry["condition"], data):
+				continue
+		name = _start_safely(
+			entry["template"],
+			doc=doc,
+			event=event,
+			source="custom",
+			input=dict(payload or {}),
+			parent_run=parent["run"] if parent else None,
+			depth=depth,
+		)
+		if name:
+			started.append(name)
+	return started
