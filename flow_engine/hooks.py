@@ -4,7 +4,6 @@ app_publisher = "flow_engine developers"
 app_description = "Durable multi-step automations (flows) for Frappe and ERPNext"
 app_email = "dev@flow-engine.local"
 app_license = "MIT"
-required_apps = ["frappe"]
 
 # Install
 before_install = "flow_engine.install.before_install"

@@ -1,0 +1,169 @@
+"""Helpers for the site tier (real Frappe site; run with `bench --site SITE run-tests --app flow_engine`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import frappe
+from frappe.tests.utils import FrappeTestCase
+
+from flow_engine.runtime import store
+
+TEST_DOCTYPE = "Flow Test Doc"
+PREFIX = "_Test Flow "
+
+
+def ensure_test_doctype() -> str:
+	"""A small submittable doctype, so submit/cancel events can be tested on plain Frappe too."""
+	if not frappe.db.exists("DocType", TEST_DOCTYPE):
+		frappe.get_doc(
+			{
+				"doctype": "DocType",
+				"name": TEST_DOCTYPE,
+				"module": "Flow Engine",
+				"custom": 1,
+				"is_submittable": 1,
+				"autoname": "hash",
+				"fields": [
+					{"fieldname": "title", "fieldtype": "Data", "label": "Title"},
+					{
+						"fieldname": "status",
+						"fieldtype": "Select",
+						"label": "Status",
+						"options": "Open\nClosed",
+						"default": "Open",
+						"allow_on_submit": 1,
+					},
+					{"fieldname": "amount", "fieldtype": "Float", "label": "Amount", "allow_on_submit": 1},
+					{"fieldname": "due_on", "fieldtype": "Datetime", "label": "Due On"},
+					{"fieldname": "notes", "fieldtype": "Small Text", "label": "Notes", "allow_on_submit": 1},
+				],
+				"permissions": [
+					{
+						"role": "System Manager",
+						"read": 1,
+						"write": 1,
+						"create": 1,
+						"delete": 1,
+						"submit": 1,
+						"cancel": 1,
+					}
+				],
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+	return TEST_DOCTYPE
+
+
+def make_flow(
+	name: str,
+	steps: list,
+	doctype: str | None = TEST_DOCTYPE,
+	event: str = "manual",
+	active: bool = True,
+	condition=None,
+	field: str | None = None,
+	custom_event: str | None = None,
+	variables=None,
+	**extra,
+):
+	definition = {"version": 1, "steps": steps}
+	if variables:
+		definition["variables"] = variables
+	doc = frappe.get_doc(
+		{
+			"doctype": "Flow Template",
+			"template_name": PREFIX + name,
+			"trigger_doctype": doctype,
+			"trigger_event": event,
+			"trigger_field": field,
+			"custom_event": custom_event,
+			"trigger_condition": json.dumps(condition) if condition else None,
+			"is_active": int(active),
+			"flow_definition": json.dumps(definition),
+			**extra,
+		}
+	)
+	doc.insert()
+	frappe.db.commit()
+	return doc
+
+
+def new_test_doc(**values):
+	ensure_test_doctype()
+	doc = frappe.get_doc({"doctype": TEST_DOCTYPE, "title": "T", **values})
+	doc.insert()
+	return doc
+
+
+def run_of(template: str, **filters) -> store.RunRecord | None:
+	names = frappe.get_all(
+		"Flow Run", filters={"template": template, **filters}, pluck="name", order_by="creation desc"
+	)
+	return store.load_run(names[0]) if names else None
+
+
+def runs_of(template: str) -> list[str]:
+	return frappe.get_all("Flow Run", filters={"template": template}, pluck="name")
+
+
+def cleanup() -> None:
+	frappe.db.rollback()
+	frappe.flags.flow_engine_inline = False
+	templates = frappe.get_all("Flow Template", filters={"name": ["like", PREFIX + "%"]}, pluck="name")
+	if templates:
+		runs = frappe.get_all("Flow Run", filters={"template": ["in", templates]}, pluck="name")
+		for chunk in range(0, len(runs), 500):
+			part = runs[chunk : chunk + 500]
+			frappe.db.delete("Flow Step Pending", {"run": ["in", part]})
+			frappe.db.delete("Flow Step Attempt", {"run": ["in", part]})
+			frappe.db.delete("Flow Run", {"name": ["in", part]})
+		frappe.db.delete("Flow Template Version", {"template": ["in", templates]})
+		frappe.db.delete("Flow Template", {"name": ["in", templates]})
+	if frappe.db.exists("DocType", TEST_DOCTYPE):
+		frappe.db.delete(TEST_DOCTYPE)
+	frappe.db.delete("ToDo", {"description": ["like", "%[flowtest]%"]})
+	frappe.db.commit()
+	from flow_engine.runtime.templates import clear_caches
+
+	clear_caches("*")
+
+
+def run_in_subprocess(code: str, wait: bool = True, **popen):
+	"""Run Python `code` in a fresh process connected to this site (a separate worker)."""
+	prelude = (
+		"import sys, frappe\n"
+		f"frappe.init(site={frappe.local.site!r}, sites_path={frappe.local.sites_path!r})\n"
+		"frappe.connect()\nfrappe.set_user('Administrator')\n"
+	)
+	process = subprocess.Popen(
+		[sys.executable, "-c", prelude + code],
+		cwd=frappe.local.sites_path,
+		stdout=subprocess.PIPE,
+		stderr=subprocess.PIPE,
+		text=True,
+		**popen,
+	)
+	if not wait:
+		return process
+	out, err = process.communicate(timeout=300)
+	if process.returncode != 0:
+		raise AssertionError(f"subprocess failed ({process.returncode}):\n{err[-3000:]}")
+	return out
+
+
+class FlowTestCase(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		ensure_test_doctype()
+
+	def setUp(self):
+		frappe.set_user("Administrator")
+		frappe.flags.flow_engine_inline = True
+
+	def tearDown(self):
+		frappe.set_user("Administrator")
+		cleanup()
