@@ -259,7 +259,7 @@ def dry_run(
 	if issues:
 		error = DefinitionError(issues, flow=template)
 		frappe.throw(
-			"<br>".join(frappe.utils.escape_html(line) for line in error.describe().split("\n")),
+			templates.as_html(error.describe()),
 			templates.FlowValidationError,
 			title=_("Flow is invalid"),
 		)

@@ -54,7 +54,9 @@ def acting_as(user: str | None):
 @contextlib.contextmanager
 def executing(run: str, template: str, doctype: str | None, name: str | None, depth: int):
 	"""Mark a step as executing so documents it saves cannot re-trigger the same flow."""
-	stack = frappe.local.__dict__.setdefault("flow_engine_stack", [])
+	stack = getattr(frappe.local, "flow_engine_stack", None)
+	if stack is None:
+		stack = frappe.local.flow_engine_stack = []
 	stack.append({"run": run, "template": template, "doctype": doctype, "name": name, "depth": depth})
 	try:
 		yield
@@ -63,10 +65,10 @@ def executing(run: str, template: str, doctype: str | None, name: str | None, de
 
 
 def current_execution() -> dict | None:
-	stack = frappe.local.__dict__.get("flow_engine_stack") or []
+	stack = getattr(frappe.local, "flow_engine_stack", None) or []
 	return stack[-1] if stack else None
 
 
 def executing_templates_on(doctype: str, name: str) -> set[str]:
-	stack = frappe.local.__dict__.get("flow_engine_stack") or []
+	stack = getattr(frappe.local, "flow_engine_stack", None) or []
 	return {frame["template"] for frame in stack if frame["doctype"] == doctype and frame["name"] == name}

@@ -54,9 +54,11 @@ def validate_input(template: str, data) -> None:
 	if errors:
 		lines = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:10]]
 		frappe.throw(
-			_("Input does not match the payload schema of flow '{0}':").format(template)
-			+ "<br>"
-			+ "<br>".join(frappe.utils.escape_html(line) for line in lines),
+			templates.as_html(
+				_("Input does not match the payload schema of flow '{0}':").format(template)
+				+ "\n"
+				+ "\n".join(lines)
+			),
 			FlowRunError,
 			title=_("Invalid input"),
 		)
@@ -138,7 +140,7 @@ def advance(run: str) -> str | None:
 	"""Advance a run wave by wave until it completes, fails, or waits. Returns its status."""
 	definition = None
 	status = None
-	for _wave in range(MAX_WAVES_PER_JOB):
+	for _round in range(MAX_WAVES_PER_JOB):
 		record = store.load_run(run, lock=True)
 		if record is None or record.is_terminal:
 			frappe.db.commit()

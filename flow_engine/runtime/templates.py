@@ -94,7 +94,7 @@ def on_validate(doc) -> None:
 	if issues:
 		error = DefinitionError(issues, flow=doc.template_name or doc.name)
 		frappe.throw(
-			"<br>".join(frappe.utils.escape_html(line) for line in error.describe().split("\n")),
+			as_html(error.describe()),
 			FlowValidationError,
 			title=_("Flow '{0}' is invalid").format(doc.template_name or doc.name),
 		)
@@ -112,6 +112,12 @@ def on_validate(doc) -> None:
 			int(before.version or 0) + 1 if before is not None else max(int(doc.version or 0), 0) + 1
 		)
 		doc.flags.flow_version_changed = True
+
+
+def as_html(text: str) -> str:
+	"""Multi-line plain text for a Desk message (quotes kept readable for API clients)."""
+	safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+	return "<br>".join(safe.split("\n"))
 
 
 def _check_payload_schema(text) -> list[Issue]:
@@ -158,7 +164,9 @@ def store_version(template: str, version: int, text: str) -> None:
 def definition_for(template: str, version: int) -> Definition:
 	"""The definition a run is pinned to; edits never change it."""
 	key = f"{template}::{version}"
-	local = frappe.local.__dict__.setdefault("flow_engine_definitions", {})
+	local = getattr(frappe.local, "flow_engine_definitions", None)
+	if local is None:
+		local = frappe.local.flow_engine_definitions = {}
 	if key in local:
 		return local[key]
 	text = frappe.cache.hget(DEFINITIONS_CACHE, key)
@@ -182,7 +190,7 @@ def clear_caches(template: str | None = None) -> None:
 	clear_trigger_map()
 	if template:
 		frappe.cache.delete_value(DEFINITIONS_CACHE)
-		frappe.local.__dict__.pop("flow_engine_definitions", None)
+		frappe.local.flow_engine_definitions = {}
 
 
 def on_trash(doc) -> None:
