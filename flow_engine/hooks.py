@@ -34,3 +34,6 @@ scheduler_events = {
 
 # Kinds other apps register (see flow_engine/kinds/registry.py); flow_engine's own are built in.
 flow_engine_kinds = []
+
+# Runs and their records point at documents; they must never block deleting those documents.
+ignore_links_on_delete = ["Flow Run", "Flow Step Attempt", "Flow Step Pending"]

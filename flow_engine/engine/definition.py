@@ -144,8 +144,13 @@ def load(data: str | bytes | Mapping | None) -> dict:
 
 
 def dumps(data: Mapping) -> str:
-	"""Canonical text of a definition (stable key order) for storage and change detection."""
-	return json.dumps(data, indent=1, sort_keys=True, default=str, ensure_ascii=False)
+	"""Text of a definition for storage; keeps the author's key order (variables render in order)."""
+	return json.dumps(data, indent=1, default=str, ensure_ascii=False)
+
+
+def fingerprint(data: Mapping) -> str:
+	"""Order-insensitive text of a definition, for change detection."""
+	return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
 def normalise_step_trigger(raw: Any, step: Mapping) -> dict:

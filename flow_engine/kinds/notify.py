@@ -53,6 +53,14 @@ def _email(call: StepCall, recipients: list[str]) -> dict:
 	attachments = None
 	if call.payload.get("attach_document_print") and doc:
 		attachments = [frappe.attach_print(doc.doctype, doc.name, file_name=doc.name)]
+	if not frappe.db.exists(
+		"Email Account", {"enable_outgoing": 1, "default_outgoing": 1}
+	) and not frappe.conf.get("mail_server"):
+		raise StepFailed(
+			_(
+				"No outgoing email account: set up an Email Account with 'Default Outgoing' to send flow emails"
+			)
+		)
 	frappe.sendmail(
 		recipients=emails,
 		cc=[_email_of(c) for c in as_list(call.payload.get("cc")) if _email_of(c)],

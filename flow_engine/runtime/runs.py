@@ -161,19 +161,25 @@ def advance(run: str) -> str | None:
 	return status
 
 
+def over_limits(record: RunRecord) -> str | None:
+	"""Why a run must stop (runaway guard), or None."""
+	limits = _limits()
+	if record.steps_executed >= limits["max_steps"]:
+		return (
+			f"Run stopped: it executed {record.steps_executed} steps, the limit is {limits['max_steps']} "
+			"(site config flow_engine_max_step_executions)"
+		)
+	if record.started_at and now_datetime() - record.started_at > datetime.timedelta(days=limits["max_days"]):
+		return f"Run stopped: it has been running longer than {limits['max_days']} days (flow_engine_max_run_days)"
+	return None
+
+
 def _wave(record: RunRecord) -> bool:
 	"""Plan and perform one wave. Returns whether anything happened."""
 	now = now_datetime()
-	limits = _limits()
-	if record.steps_executed >= limits["max_steps"]:
-		steps.fail_run(
-			record,
-			f"Run stopped: it executed {record.steps_executed} steps, the limit is "
-			f"{limits['max_steps']} (site config flow_engine_max_step_executions)",
-		)
-		return False
-	if record.started_at and now - record.started_at > datetime.timedelta(days=limits["max_days"]):
-		steps.fail_run(record, f"Run stopped: it has been running longer than {limits['max_days']} days")
+	stop = over_limits(record)
+	if stop:
+		steps.fail_run(record, stop)
 		return False
 	decisions = planner.next_wave(record.definition, record.states, now)
 	if decisions:

@@ -99,15 +99,15 @@ def on_validate(doc) -> None:
 			title=_("Flow '{0}' is invalid").format(doc.template_name or doc.name),
 		)
 	text = definition_language.dumps(raw)
-	old_text = None
+	old_print = None
 	if before is not None and before.flow_definition:
 		try:
-			old_text = definition_language.dumps(definition_language.load(before.flow_definition))
+			old_print = definition_language.fingerprint(definition_language.load(before.flow_definition))
 		except DefinitionError:
-			old_text = None
+			old_print = None
 	doc.flow_definition = text
 	doc.step_count = len(raw["steps"])
-	if before is None or text != old_text or not doc.version:
+	if before is None or definition_language.fingerprint(raw) != old_print or not doc.version:
 		doc.version = (
 			int(before.version or 0) + 1 if before is not None else max(int(doc.version or 0), 0) + 1
 		)

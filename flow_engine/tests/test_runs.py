@@ -252,6 +252,18 @@ class TestRuns(FlowTestCase):
 		)
 
 	def test_assign_and_notify_kinds(self):
+		if not frappe.db.exists("Email Account", {"enable_outgoing": 1, "default_outgoing": 1}):
+			frappe.get_doc(
+				{
+					"doctype": "Email Account",
+					"email_account_name": "_Test Flow Outgoing",
+					"email_id": "flows@example.com",
+					"enable_outgoing": 1,
+					"default_outgoing": 1,
+					"smtp_server": "localhost",
+					"no_smtp_authentication": 1,
+				}
+			).insert(ignore_permissions=True)
 		template = make_flow(
 			"assign notify",
 			[
