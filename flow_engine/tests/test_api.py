@@ -65,7 +65,9 @@ class TestApi(FlowTestCase):
 	def test_runs_of_documents_the_user_cannot_read_are_hidden(self):
 		template = make_flow("perm runs", COMMENT, doctype="ToDo", event="after_insert").name
 		frappe.set_user(USER)
-		mine = frappe.get_doc({"doctype": "ToDo", "description": "mine [flowtest]", "allocated_to": USER}).insert()
+		mine = frappe.get_doc(
+			{"doctype": "ToDo", "description": "mine [flowtest]", "allocated_to": USER}
+		).insert()
 		frappe.set_user("Administrator")
 		theirs = frappe.get_doc(
 			{"doctype": "ToDo", "description": "theirs [flowtest]", "allocated_to": "Administrator"}
