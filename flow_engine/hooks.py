@@ -35,5 +35,6 @@ scheduler_events = {
 # Kinds other apps register (see flow_engine/kinds/registry.py); flow_engine's own are built in.
 flow_engine_kinds = []
 
-# Runs and their records point at documents; they must never block deleting those documents.
-ignore_links_on_delete = ["Flow Run", "Flow Step Attempt", "Flow Step Pending"]
+# Runs and their records are history: they never block deleting the documents (or the flows) they
+# point at. Pinned versions stay, so finished runs remain readable after their flow is deleted.
+ignore_links_on_delete = ["Flow Run", "Flow Step Attempt", "Flow Step Pending", "Flow Template Version"]

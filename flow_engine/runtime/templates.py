@@ -108,9 +108,13 @@ def on_validate(doc) -> None:
 	doc.flow_definition = text
 	doc.step_count = len(raw["steps"])
 	if before is None or definition_language.fingerprint(raw) != old_print or not doc.version:
-		doc.version = (
-			int(before.version or 0) + 1 if before is not None else max(int(doc.version or 0), 0) + 1
-		)
+		if before is not None:
+			doc.version = int(before.version or 0) + 1
+		else:  # a flow re-created under a deleted flow's name continues its version numbers
+			latest = frappe.db.get_value(
+				"Flow Template Version", {"template": doc.name or doc.template_name}, "max(version)"
+			)
+			doc.version = int(latest or 0) + 1
 		doc.flags.flow_version_changed = True
 
 
@@ -210,7 +214,6 @@ def on_trash(doc) -> None:
 
 
 def after_delete(doc) -> None:
-	frappe.db.delete("Flow Template Version", {"template": doc.name})
 	clear_caches(doc.name)
 
 

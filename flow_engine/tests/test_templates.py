@@ -169,3 +169,23 @@ class TestFlowTemplate(FlowTestCase):
 		record = run_of(doc.name)
 		self.assertEqual(record.status, "completed")
 		self.assertEqual(record.reference_doctype, TEST_DOCTYPE)
+
+	def test_deleting_a_flow_keeps_its_finished_runs_readable(self):
+		from flow_engine import api
+		from flow_engine.runtime import runs
+
+		doc = make_flow("deleted", [TODO], doctype=None)
+		name = runs.start_run(doc.name)
+		frappe.db.commit()
+		waiting = make_flow(
+			"busy", [{"id": "m", "kind": "wait", "trigger": {"type": "manual"}}], doctype=None
+		)
+		runs.start_run(waiting.name)
+		frappe.db.commit()
+		with self.assertRaises(frappe.LinkExistsError):
+			waiting.delete()
+		doc.delete()
+		frappe.db.commit()
+		self.assertEqual(api.get_run(name)["status"], "completed")
+		again = make_flow("deleted", [TODO], doctype=None)
+		self.assertEqual(again.version, 2, "a re-created flow continues the version numbers")
