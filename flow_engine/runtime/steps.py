@@ -188,5 +188,7 @@ def fail_run(run: RunRecord, message: str) -> None:
 
 
 def _wake_timer_if_soon(due: datetime.datetime, now: datetime.datetime) -> None:
-	if due - now <= TIMER_HORIZON:
-		jobs.after_commit("flow_engine.runtime.scheduler.ensure_timer", queue="short")
+	if due - now <= TIMER_HORIZON and not jobs.inline_mode():
+		from flow_engine.runtime.scheduler import ensure_timer
+
+		frappe.db.after_commit.add(ensure_timer)

@@ -84,12 +84,25 @@ class TestTriggers(FlowTestCase):
 		self.assertEqual(len(runs_of(template)), 1)
 
 	def test_rollback_starts_nothing(self):
-		template = make_flow("rollback", COMMENT, event="after_insert").name
-		new_test_doc(title="rolled back")
-		frappe.db.rollback()
-		self.assertEqual(runs_of(template), [])
-		frappe.db.commit()
-		self.assertEqual(runs_of(template), [])
+		actions = {
+			"after_insert": lambda doc: None,
+			"on_update": lambda doc: doc.save(),
+			"on_submit": lambda doc: doc.submit(),
+			"on_trash": lambda doc: doc.delete(),
+		}
+		for event, action in actions.items():
+			template = make_flow(f"rollback {event}", COMMENT, event=event).name
+			doc = new_test_doc(title="rolled back")
+			if event != "after_insert":
+				frappe.db.commit()
+				frappe.db.delete("Flow Run", {"template": template})
+				frappe.db.commit()
+			action(doc)
+			self.assertEqual(len(runs_of(template)), 1, event)
+			frappe.db.rollback()
+			self.assertEqual(runs_of(template), [], f"{event}: a rolled-back save left a run")
+			frappe.db.commit()
+			self.assertEqual(runs_of(template), [], event)
 
 	def test_condition_filters(self):
 		template = make_flow(
