@@ -177,4 +177,42 @@ def preflight(context):
 			sys.exit(1)
 
 
+@flow.command("schedules", help="List Flow Schedules: timing, next fire, last outcome")
+@click.option("--template")
+@click.option("--status", type=click.Choice(["Active", "Paused", "Done", "Invalid"]))
+@pass_context
+def list_schedules(context, template=None, status=None):
+	with _site(context):
+		filters = {key: value for key, value in (("template", template), ("status", status)) if value}
+		rows = frappe.get_all(
+			"Flow Schedule",
+			filters=filters,
+			fields=[
+				"name",
+				"template",
+				"schedule_type",
+				"cron",
+				"timezone",
+				"run_at",
+				"status",
+				"next_fire_at",
+				"last_fired_at",
+				"last_error",
+			],
+			order_by="next_fire_at asc",
+		)
+		if not rows:
+			click.echo("no schedules")
+		for row in rows:
+			timing = (
+				f"{row.cron} {row.timezone}" if row.schedule_type == "Recurring" else f"once at {row.run_at}"
+			)
+			click.echo(
+				f"{row.name}  [{row.status}]  {row.template}  {timing}  next: {row.next_fire_at or '-'}  "
+				f"last: {row.last_fired_at or '-'}"
+			)
+			if row.last_error:
+				click.echo(f"    {row.last_error[:200]}")
+
+
 commands = [flow]

@@ -76,6 +76,7 @@ def start_run(
 	parent_run: str | None = None,
 	depth: int = 0,
 	schedule: str | None = None,
+	schedule_slot=None,
 	require_active: bool = False,
 ) -> str | None:
 	"""Create a run and have it advanced once the current transaction commits."""
@@ -115,6 +116,7 @@ def start_run(
 			"started_by": frappe.session.user,
 			"parent_run": parent_run,
 			"schedule": schedule,
+			"schedule_slot": schedule_slot,
 			"depth": depth,
 			"started_at": now,
 			"waves": 0,

@@ -35,11 +35,14 @@ def _lease_seconds() -> int:
 
 def tick() -> dict:
 	"""Cron entry point (every minute)."""
+	from flow_engine.runtime.schedules import fire_due as fire_schedules
+
 	reclaimed = reclaim_expired()
+	scheduled = fire_schedules()
 	fired = drain_due()
 	stale = redispatch_stale_runs()
 	ensure_timer()
-	return {"reclaimed": reclaimed, "claimed": fired, "stale_runs": stale}
+	return {"reclaimed": reclaimed, "schedules": scheduled, "claimed": fired, "stale_runs": stale}
 
 
 def claim_due(limit: int = BATCH, now: datetime.datetime | None = None) -> tuple[str, list[dict]]:

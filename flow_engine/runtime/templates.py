@@ -125,19 +125,14 @@ def as_html(text: str) -> str:
 
 
 def _check_payload_schema(text) -> list[Issue]:
+	from flow_engine.engine.payload import check_schema
+
 	try:
 		schema = json.loads(text) if isinstance(text, str) else text
 	except ValueError as error:
 		return [Issue(f"is not valid JSON: {error}", field="payload_schema")]
-	try:
-		import jsonschema
-
-		jsonschema.validators.validator_for(schema).check_schema(schema)
-	except Exception as error:
-		return [
-			Issue(f"is not a valid JSON Schema: {getattr(error, 'message', error)}", field="payload_schema")
-		]
-	return []
+	problem = check_schema(schema)
+	return [Issue(problem, field="payload_schema")] if problem else []
 
 
 def after_save(doc) -> None:
@@ -146,6 +141,10 @@ def after_save(doc) -> None:
 		"Flow Template Version", {"template": doc.name, "version": doc.version}
 	):
 		store_version(doc.name, doc.version, doc.flow_definition)
+	if doc.flags.flow_version_changed or doc.has_value_changed("payload_schema"):
+		from flow_engine.runtime.schedules import revalidate_for_template
+
+		revalidate_for_template(doc.name)
 	clear_caches()
 
 
