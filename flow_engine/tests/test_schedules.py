@@ -214,3 +214,13 @@ class TestSchedules(FlowTestCase):
 		self.assertEqual(len(result["next"]), 5)
 		self.assertIn(PREFIX + "listed", [row.name for row in api.list_schedules(template=template)])
 		self.assertEqual(schedules.payload_problems(template, {"segment": "retail"}), [])
+
+	def test_bench_flow_schedules_lists_them(self):
+		from flow_engine.tests.test_commands import bench
+
+		template = self.flow()
+		make_schedule("cli listed", template, timezone="Europe/Paris")
+		result = bench("schedules", "--template", template)
+		self.assertEqual(result.returncode, 0, result.stderr)
+		self.assertIn(PREFIX + "cli listed", result.stdout)
+		self.assertIn("0 6 * * * Europe/Paris", result.stdout)
