@@ -90,7 +90,10 @@ def on_validate(doc) -> None:
 	raw["trigger"] = _trigger_from_fields(doc)
 	issues = validate_definition(raw, doc.trigger_doctype)
 	if doc.payload_schema:
-		issues += _check_payload_schema(doc.payload_schema)
+		schema_issues = _check_payload_schema(doc.payload_schema)
+		issues += schema_issues
+		if not schema_issues:
+			doc.payload_schema = json.dumps(json.loads(doc.payload_schema), indent=1)
 	if issues:
 		error = DefinitionError(issues, flow=doc.template_name or doc.name)
 		frappe.throw(
