@@ -80,6 +80,7 @@ class KindSpec:
 	default_retry: Mapping[str, Any] = field(default_factory=dict)
 	requires_app: str | None = None
 	aliases: tuple[str, ...] = ()
+	pure: bool = False  # computes only (no database writes): runs without a savepoint
 	check: Callable[[Mapping], Iterable[tuple[str, str]]] | None = None
 
 	def defaults(self) -> dict:
@@ -99,6 +100,7 @@ class KindSpec:
 			"default_retry": dict(self.default_retry),
 			"requires_app": self.requires_app,
 			"aliases": list(self.aliases),
+			"pure": self.pure,
 		}
 
 
@@ -325,6 +327,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 		fields=(FieldSpec("condition", "Condition", "condition", required=True, templated=False),),
 		branches=("yes", "no"),
 		check=_check_condition,
+		pure=True,
 	),
 	KindSpec(
 		name="wait",
@@ -333,6 +336,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 		icon="clock",
 		color="gray",
 		category="Logic",
+		pure=True,
 	),
 	KindSpec(
 		name="assign",
@@ -381,6 +385,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 		category="Logic",
 		fields=(FieldSpec("variables", "Variables", "variables", required=True),),
 		check=_check_set_variables,
+		pure=True,
 	),
 	KindSpec(
 		name="subscription_activate",

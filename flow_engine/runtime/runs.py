@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hmac
+import time
 
 import frappe
 from frappe import _
@@ -19,7 +20,8 @@ from flow_engine.runtime import jobs, steps, store, templates
 from flow_engine.runtime.context import resolve_customer
 from flow_engine.runtime.store import RunRecord
 
-MAX_WAVES_PER_JOB = 200
+MAX_WAVES_PER_JOB = 500
+COMMIT_INTERVAL = 0.25  # seconds of instant waves that may share one transaction
 MAX_DEPTH = 5
 
 
@@ -139,28 +141,43 @@ def _run_as(template: str) -> str:
 
 
 def advance(run: str) -> str | None:
-	"""Advance a run wave by wave until it completes, fails, or waits. Returns its status."""
-	definition = None
-	status = None
-	for _round in range(MAX_WAVES_PER_JOB):
-		record = store.load_run(run, lock=True)
-		if record is None or record.is_terminal:
-			frappe.db.commit()
-			return record.status if record else None
-		if definition is None:
-			definition = templates.definition_for(record.template, record.template_version)
-		record.definition = definition
-		with jobs.acting_as(_run_as(record.template)):
-			progressed = _wave(record)
-		store.save_run(record)
-		_publish(record)
+	"""Advance a run wave by wave until it completes, fails, or waits. Returns its status.
+
+	Consecutive instant waves share a transaction for up to COMMIT_INTERVAL seconds (group commit):
+	each step's effect and state still commit together, and the run row stays locked throughout.
+	"""
+	record = store.load_run(run, lock=True)
+	if record is None or record.is_terminal:
 		frappe.db.commit()
-		status = record.status
-		if not progressed or record.is_terminal:
-			return status
+		return record.status if record else None
+	record.definition = templates.definition_for(record.template, record.template_version)
+	last_commit = time.monotonic()
+	with jobs.acting_as(_run_as(record.template)):
+		for _round in range(MAX_WAVES_PER_JOB):
+			progressed = _wave(record)
+			if not progressed or record.status != "running":
+				_commit(record)
+				return record.status
+			if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+				_commit(record)
+				last_commit = time.monotonic()
+				if not store.relock(record):  # someone else moved the run: start from the database
+					definition = record.definition
+					record = store.load_run(run, lock=True)
+					if record is None or record.is_terminal:
+						frappe.db.commit()
+						return record.status if record else None
+					record.definition = definition
+	_commit(record)
 	jobs.schedule_advance(run)  # a very long run continues in a fresh job
 	frappe.db.commit()
-	return status
+	return record.status
+
+
+def _commit(record: RunRecord) -> None:
+	store.save_run(record)
+	_publish(record)
+	frappe.db.commit()
 
 
 def over_limits(record: RunRecord) -> str | None:
@@ -219,22 +236,20 @@ def settle(record: RunRecord) -> None:
 
 
 def _publish(record: RunRecord) -> None:
+	"""Tell Desk (after commit) which steps changed since the last message; cheap for long runs."""
+	changed = {}
+	for step_id, state in record.states.items():
+		marker = (state.get("status"), state.get("attempts"))
+		if record.published.get(step_id) != marker:
+			record.published[step_id] = marker
+			changed[step_id] = {k: v for k, v in state.items() if k not in ("token", "result")}
 	frappe.publish_realtime(
 		"flow_run_update",
-		{
-			"run": record.name,
-			"status": record.status,
-			"states": _public_states(record.states),
-			"error": record.error,
-		},
+		{"run": record.name, "status": record.status, "states": changed, "error": record.error},
 		doctype="Flow Run",
 		docname=record.name,
 		after_commit=True,
 	)
-
-
-def _public_states(states: dict) -> dict:
-	return {step_id: {k: v for k, v in state.items() if k != "token"} for step_id, state in states.items()}
 
 
 def _locked(run: str) -> RunRecord:

@@ -17,7 +17,7 @@ from frappe.utils import now_datetime
 from flow_engine.engine import templating, timing
 from flow_engine.engine.definition import Step
 from flow_engine.kinds.base import StepCall, StepFailed
-from flow_engine.kinds.registry import get_handler
+from flow_engine.kinds.registry import get_catalog, get_handler
 from flow_engine.runtime import jobs, store
 from flow_engine.runtime.context import build_context
 from flow_engine.runtime.store import RunRecord
@@ -53,7 +53,10 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	state.update(status="running", started_at=state.get("started_at") or _iso(started), attempts=attempt)
 	messages = len(frappe.local.message_log or [])
 	clock = time.perf_counter()
-	frappe.db.savepoint(SAVEPOINT)
+	spec = get_catalog().get(step.kind)
+	pure = bool(spec and spec.pure)
+	if not pure:
+		frappe.db.savepoint(SAVEPOINT)
 	try:
 		with jobs.executing(run.name, run.template, run.reference_doctype, run.reference_name, run.depth):
 			result = get_handler(step.kind)(call)
@@ -63,7 +66,8 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 			result = {"value": result}
 	except Exception as error:
 		try:
-			frappe.db.rollback(save_point=SAVEPOINT)
+			if not pure:
+				frappe.db.rollback(save_point=SAVEPOINT)
 		except Exception:
 			raise error from None  # the transaction itself is gone (deadlock): let the job retry the run
 		if frappe.local.message_log:

@@ -21,7 +21,7 @@ TERMINAL = ("completed", "failed", "cancelled")
 RUN_COLUMNS = (
 	"name, template, template_version, status, trigger_event, reference_doctype, reference_name, customer, "
 	"source, started_by, parent_run, schedule, depth, started_at, completed_at, waves, steps_executed, error, "
-	"input, variables, step_state, doc_snapshot"
+	"input, variables, step_state, doc_snapshot, modified"
 )
 
 
@@ -70,8 +70,9 @@ class RunRecord:
 	variables: dict
 	states: dict
 	doc_snapshot: dict | None
+	modified: datetime.datetime | None = None
 	definition: Definition | None = None
-	dirty_docs: bool = field(default=False)
+	published: dict = field(default_factory=dict)
 
 	@property
 	def is_terminal(self) -> bool:
@@ -110,10 +111,18 @@ def load_run(name: str, lock: bool = False) -> RunRecord | None:
 		variables=loads(row.variables),
 		states=loads(row.step_state),
 		doc_snapshot=loads(row.doc_snapshot, default=None) or None,
+		modified=row.modified,
 	)
 
 
+def relock(run: RunRecord) -> bool:
+	"""Lock the run row again; True when nobody changed it since we saved it (keep the state in memory)."""
+	row = frappe.db.sql("select modified from `tabFlow Run` where name=%s for update", (run.name,))
+	return bool(row) and run.modified is not None and row[0][0] == run.modified
+
+
 def save_run(run: RunRecord) -> None:
+	run.modified = now_datetime()
 	frappe.db.sql(
 		"""update `tabFlow Run` set status=%s, step_state=%s, variables=%s, error=%s, completed_at=%s,
 		waves=%s, steps_executed=%s, modified=%s where name=%s""",
@@ -125,7 +134,7 @@ def save_run(run: RunRecord) -> None:
 			run.completed_at,
 			run.waves,
 			run.steps_executed,
-			now_datetime(),
+			run.modified,
 			run.name,
 		),
 	)
