@@ -31,8 +31,38 @@ def after_commit(method: str, queue: str = QUEUE, **kwargs) -> None:
 	frappe.db.after_commit.add(dispatch)
 
 
+ADVANCE_BATCH = 20
+
+
 def schedule_advance(run: str) -> None:
-	after_commit("flow_engine.runtime.runs.advance", run=run)
+	"""Advance `run` after commit. Runs started in one transaction share jobs (bulk starts are cheap)."""
+	pending = getattr(frappe.local, "flow_engine_to_advance", None)
+	if pending is None or _dispatch_advances not in frappe.db.after_commit._functions:
+		pending = frappe.local.flow_engine_to_advance = []
+		frappe.db.after_commit.add(_dispatch_advances)
+	if run not in pending:
+		pending.append(run)
+
+
+def _dispatch_advances() -> None:
+	pending = getattr(frappe.local, "flow_engine_to_advance", None) or []
+	frappe.local.flow_engine_to_advance = None
+	try:
+		if inline_mode():
+			from flow_engine.runtime.runs import advance
+
+			for run in pending:
+				advance(run)
+			return
+		for start in range(0, len(pending), ADVANCE_BATCH):
+			frappe.enqueue(
+				"flow_engine.runtime.runs.advance_many",
+				queue=QUEUE,
+				runs=pending[start : start + ADVANCE_BATCH],
+			)
+	except Exception:
+		# the runs are durable in the database; the scheduler's sweep picks them up again
+		frappe.log_error(title="flow_engine: could not dispatch run advances")
 
 
 @contextlib.contextmanager

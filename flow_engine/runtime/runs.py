@@ -151,6 +151,12 @@ def advance(run: str) -> str | None:
 		frappe.db.commit()
 		return record.status if record else None
 	record.definition = templates.definition_for(record.template, record.template_version)
+	return drive(record)
+
+
+def drive(record: RunRecord) -> str:
+	"""Run waves on a loaded, locked run until it stops moving; commits (see `advance`)."""
+	run = record.name
 	last_commit = time.monotonic()
 	with jobs.acting_as(_run_as(record.template)):
 		for _round in range(MAX_WAVES_PER_JOB):
@@ -172,6 +178,16 @@ def advance(run: str) -> str | None:
 	jobs.schedule_advance(run)  # a very long run continues in a fresh job
 	frappe.db.commit()
 	return record.status
+
+
+def advance_many(runs: list[str]) -> None:
+	"""Worker job for runs started together: advance each; one failing run does not stop the rest."""
+	for run in runs:
+		try:
+			advance(run)
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(title=f"flow_engine: advancing run {run} failed")
 
 
 def _commit(record: RunRecord) -> None:

@@ -6,8 +6,9 @@
   claim token and a lease, so overlapping ticks and workers never take the same row twice.
 - `fire` executes a claimed row's step under the run lock, checking the claim token, so a row that
   was reclaimed after its worker died is fired by exactly one worker.
-- `timer_loop` (one job at a time, queue "long") polls for rows due in the next minute and fires
-  them within a fraction of a second of their due time; it exits when nothing is due soon.
+- `timer_loop` (queue "long"; one per site, held by a Redis lock) polls for rows due within the next
+  minute and fires them within a fraction of a second of their due time; it exits after a few idle
+  seconds with nothing due soon, and hands over to a successor when its lifetime ends.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from frappe.utils import add_to_date, cint, now_datetime
 
 from flow_engine.runtime import jobs, runs, steps, store, templates
 
-BATCH = 100
-FIRE_CHUNK = 25
+BATCH = 500
+FIRE_CHUNK = 25  # at least this many rows per job (each worker job pays Frappe's start-up once)
+MAX_FIRE_CHUNK = 250
 LEASE_SECONDS = 300
 MAX_CLAIMS = 5
 STALE_RUN_MINUTES = 10
-TIMER_JOB = "flow_engine_timer"
-TIMER_SECONDS = 55
+TIMER_LOCK = "flow_engine:timer"
+TIMER_TTL = 15
+TIMER_LIFETIME = 600
+TIMER_IDLE_SECONDS = 5
+HORIZON_SECONDS = 70
 
 
 def _lease_seconds() -> int:
@@ -79,11 +84,12 @@ def drain_due(inline: bool | None = None, now: datetime.datetime | None = None) 
 		if inline:
 			fire_batch(names, token)
 		else:
-			for start in range(0, len(names), FIRE_CHUNK):
+			size = max(FIRE_CHUNK, min(MAX_FIRE_CHUNK, -(-len(names) // 4)))
+			for start in range(0, len(names), size):
 				frappe.enqueue(
 					"flow_engine.runtime.scheduler.fire_batch",
 					queue=jobs.QUEUE,
-					names=names[start : start + FIRE_CHUNK],
+					names=names[start : start + size],
 					token=token,
 				)
 		if len(rows) < BATCH:
@@ -154,11 +160,10 @@ def fire(name: str, token: str) -> str | None:
 			record.states.get(row.step_id, {}).get("error") if outcome == "failed" else None,
 		)
 	runs.settle(record)
-	store.save_run(record)
-	runs._publish(record)
-	frappe.db.commit()
-	if not record.is_terminal:
-		runs.advance(record.name)
+	if record.is_terminal:
+		runs._commit(record)
+	else:
+		runs.drive(record)  # go on with the next waves in the same transaction
 	return outcome or "pending"
 
 
@@ -229,39 +234,56 @@ def next_due() -> datetime.datetime | None:
 	return frappe.db.sql("select min(trigger_at) from `tabFlow Step Pending` where status='pending'")[0][0]
 
 
+def _timer_key() -> str:
+	return frappe.cache.make_key(TIMER_LOCK)
+
+
 def ensure_timer() -> None:
-	"""Start the precision timer if a row is due within the next minute and it is not running."""
+	"""Start the precision timer if a row is due within the next minute and no timer holds the lock."""
 	if jobs.inline_mode() or frappe.conf.get("flow_engine_disable_timer"):
 		return
-	due = next_due()
-	if due is None or due > now_datetime() + datetime.timedelta(seconds=70):
+	if frappe.cache.exists(_timer_key()):
 		return
-	frappe.enqueue(
-		"flow_engine.runtime.scheduler.timer_loop",
-		queue="long",
-		job_id=TIMER_JOB,
-		deduplicate=True,
-		timeout=TIMER_SECONDS + 60,
-	)
+	due = next_due()
+	if due is None or due > now_datetime() + datetime.timedelta(seconds=HORIZON_SECONDS):
+		return
+	frappe.enqueue("flow_engine.runtime.scheduler.timer_loop", queue="long", timeout=TIMER_LIFETIME + 120)
 
 
-def timer_loop(seconds: float = TIMER_SECONDS) -> int:
-	"""Fire rows close to their due time; return how many were claimed."""
+def timer_loop(seconds: float = TIMER_LIFETIME) -> int:
+	"""Fire rows close to their due time while any are due soon; return how many were claimed.
+
+	One timer per site at a time (a Redis lock with a short TTL, refreshed every round). It exits
+	after a few idle seconds with nothing due within the horizon (the minute tick starts it again),
+	or after its lifetime, handing over to a successor when work is still due soon.
+	"""
+	key, token = _timer_key(), frappe.generate_hash(length=12)
+	if not frappe.cache.set(key, token, nx=True, ex=TIMER_TTL):
+		return 0  # another timer is running
 	deadline = time.monotonic() + seconds
 	claimed = 0
 	idle_since = time.monotonic()
-	while time.monotonic() < deadline:
-		frappe.db.rollback()  # a fresh snapshot each round
-		due = next_due()
-		now = now_datetime()
-		if due is not None and due <= now:
-			claimed += drain_due(inline=True)
+	try:
+		while time.monotonic() < deadline:
+			frappe.cache.set(key, token, ex=TIMER_TTL)
+			frappe.db.rollback()  # a fresh snapshot each round
+			due = next_due()
+			now = now_datetime()
+			if due is not None and due <= now:
+				claimed += drain_due(inline=True)
+				idle_since = time.monotonic()
+				continue
+			if due is None or (due - now).total_seconds() > HORIZON_SECONDS:
+				if time.monotonic() - idle_since > TIMER_IDLE_SECONDS:
+					break
+				time.sleep(0.25)
+				continue
 			idle_since = time.monotonic()
-			continue
-		if due is None or (due - now).total_seconds() > 70:
-			if time.monotonic() - idle_since > 5:
-				break  # nothing due soon: the minute tick will start us again
-			time.sleep(0.25)
-			continue
-		time.sleep(min(max((due - now).total_seconds(), 0.01), 0.25))
+			time.sleep(min(max((due - now).total_seconds(), 0.01), 0.25))
+	finally:
+		if (frappe.cache.get(key) or b"").decode() == token:
+			frappe.cache.delete(key)
+	frappe.db.commit()
+	if time.monotonic() >= deadline:
+		ensure_timer()  # lifetime over with work still due: hand over without a gap
 	return claimed

@@ -76,7 +76,9 @@ class TestApi(FlowTestCase):
 		frappe.db.commit()
 		their_run = run_of(template, reference_name=theirs.name).name
 		frappe.set_user(USER)
-		self.assertEqual(len(api.list_runs(reference_doctype="ToDo", reference_name=mine.name)), 1)
+		self.assertEqual(
+			len(api.list_runs(template=template, reference_doctype="ToDo", reference_name=mine.name)), 1
+		)
 		with self.assertRaises(frappe.PermissionError):
 			api.list_runs(reference_doctype="ToDo", reference_name=theirs.name)
 		with self.assertRaises(frappe.PermissionError):

@@ -1,0 +1,762 @@
+"""flow_engine benchmark suite: figures and side-by-side ratios on one site, one machine, one run.
+
+Run it with the bench's Python, as the bench user (it starts and stops its own workers):
+
+    sudo -u frappe ~/frappe-bench/env/bin/python benchmarks/run.py --site erp.localhost
+    ... --smoke            every benchmark at a tiny size (a minute or two)
+    ... --only 1,3,6       a subset (numbers as in README "Benchmarks")
+
+Peers (Prefect, n8n) are measured by benchmarks/peers/ when installed (see benchmarks/peers/README.md).
+Absolute times only describe (shared, noisy machines); ratios measured side by side decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(os.environ.get("FLOW_ENGINE_BENCH", "/home/frappe/frappe-bench"))
+SITES = BENCH / "sites"
+PREFIX = "_bench "
+results: dict[str, dict] = {}
+
+
+def log(message: str) -> None:
+	print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------- site plumbing
+
+
+def connect(site: str) -> None:
+	import frappe
+
+	os.chdir(SITES)
+	frappe.init(site=site, sites_path=str(SITES))
+	frappe.connect()
+	frappe.set_user("Administrator")
+
+
+def make_flow(
+	name: str,
+	steps: list,
+	doctype: str | None = None,
+	event: str = "manual",
+	condition=None,
+	custom_event: str | None = None,
+	active: bool = True,
+) -> str:
+	import frappe
+
+	full = PREFIX + name
+	if frappe.db.exists("Flow Template", full):
+		frappe.db.delete("Flow Template", {"name": full})
+	frappe.get_doc(
+		{
+			"doctype": "Flow Template",
+			"template_name": full,
+			"trigger_doctype": doctype,
+			"trigger_event": event,
+			"custom_event": custom_event,
+			"is_active": int(active),
+			"trigger_condition": json.dumps(condition) if condition else None,
+			"flow_definition": json.dumps({"steps": steps}),
+		}
+	).insert()
+	frappe.db.commit()
+	return full
+
+
+def deactivate_all_bench_flows() -> None:
+	import frappe
+
+	from flow_engine.runtime.triggers import clear_trigger_map
+
+	frappe.db.sql("update `tabFlow Template` set is_active=0 where name like %s", (PREFIX + "%",))
+	frappe.db.commit()
+	clear_trigger_map()
+
+
+def cleanup() -> None:
+	import frappe
+
+	from flow_engine.runtime.triggers import clear_trigger_map
+
+	templates = frappe.get_all("Flow Template", filters={"name": ["like", PREFIX + "%"]}, pluck="name")
+	if templates:
+		frappe.db.sql(
+			"""delete p from `tabFlow Step Pending` p join `tabFlow Run` r on p.run = r.name
+			where r.template in %s""",
+			(tuple(templates),),
+		)
+		frappe.db.sql(
+			"""delete a from `tabFlow Step Attempt` a join `tabFlow Run` r on a.run = r.name
+			where r.template in %s""",
+			(tuple(templates),),
+		)
+		frappe.db.sql("delete from `tabFlow Run` where template in %s", (tuple(templates),))
+		frappe.db.sql("delete from `tabFlow Template Version` where template in %s", (tuple(templates),))
+		frappe.db.sql("delete from `tabFlow Template` where name in %s", (tuple(templates),))
+	frappe.db.sql("delete from `tabToDo` where description like '[bench]%%'")
+	frappe.db.sql("delete from `tabNote` where title like '[bench]%%'")
+	frappe.db.sql("delete from `tabComment` where content like '[bench]%%'")
+	frappe.db.sql("delete from `tabServer Script` where name like '_bench%%'")
+	frappe.db.commit()
+	clear_trigger_map()
+
+
+class Workers:
+	"""RQ workers for this bench, started and stopped by the benchmark."""
+
+	def __init__(self, count: int, queues: str = "default,short,long"):
+		self.count, self.queues, self.procs = count, queues, []
+
+	def __enter__(self):
+		for _ in range(self.count):
+			self.procs.append(
+				subprocess.Popen(
+					[
+						sys.executable,
+						"-m",
+						"frappe.utils.bench_helper",
+						"frappe",
+						"worker",
+						"--queue",
+						self.queues,
+					],
+					cwd=SITES,
+					stdout=subprocess.DEVNULL,
+					stderr=subprocess.DEVNULL,
+				)
+			)
+		time.sleep(3)
+		return self
+
+	def pids(self) -> list[int]:
+		return [proc.pid for proc in self.procs]
+
+	def __exit__(self, *exc):
+		for proc in self.procs:
+			proc.terminate()
+		for proc in self.procs:
+			try:
+				proc.wait(timeout=20)
+			except subprocess.TimeoutExpired:
+				proc.kill()
+
+
+def tree_rss_mb(pid: int) -> float:
+	"""Resident memory of a process and its children (RQ forks a work horse per job)."""
+	total = 0
+	pids = [pid]
+	try:
+		children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+		pids += [int(child) for child in children]
+	except Exception:
+		pass
+	for one in pids:
+		try:
+			for line in Path(f"/proc/{one}/status").read_text().splitlines():
+				if line.startswith("VmRSS:"):
+					total += int(line.split()[1])
+		except OSError:
+			pass
+	return total / 1024
+
+
+def wait_runs(template: str, count: int, timeout: float, statuses=("completed",)) -> float:
+	"""Seconds until `count` runs of `template` reach a final status (raises on timeout)."""
+	import frappe
+
+	start = time.monotonic()
+	while True:
+		frappe.db.rollback()
+		done = frappe.db.count("Flow Run", {"template": template, "status": ["in", [*statuses, "failed"]]})
+		if done >= count:
+			failed = frappe.db.count("Flow Run", {"template": template, "status": "failed"})
+			if failed:
+				error = frappe.db.get_value("Flow Run", {"template": template, "status": "failed"}, "error")
+				raise RuntimeError(f"{failed} run(s) of {template} failed: {error}")
+			return time.monotonic() - start
+		if time.monotonic() - start > timeout:
+			raise TimeoutError(f"only {done}/{count} runs of {template} finished in {timeout:.0f}s")
+		time.sleep(0.02)
+
+
+def percentile(values: list[float], q: float) -> float:
+	values = sorted(values)
+	if not values:
+		return float("nan")
+	index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+	return values[index]
+
+
+@contextmanager
+def site_config(**values):
+	import frappe
+	from frappe.installer import update_site_config
+
+	old = {key: frappe.conf.get(key) for key in values}
+	for key, value in values.items():
+		update_site_config(key, value)
+	frappe.local.conf.update(values)
+	try:
+		yield
+	finally:
+		for key, value in old.items():
+			update_site_config(key, value if value is not None else "None")
+			frappe.local.conf[key] = value
+
+
+# ---------------------------------------------------------------- 1 + 2: trigger overhead
+
+
+def insert_todos(count: int, dispatcher_on: bool, tag: str) -> float:
+	import frappe
+
+	frappe.flags.flow_engine_disabled = not dispatcher_on
+	start = time.perf_counter()
+	for index in range(count):
+		frappe.get_doc({"doctype": "ToDo", "description": f"[bench] {tag} {index}"}).insert()
+		if index % 50 == 49:
+			frappe.db.commit()
+	frappe.db.commit()
+	frappe.flags.flow_engine_disabled = False
+	return time.perf_counter() - start
+
+
+def bench_trigger_overhead(smoke: bool) -> None:
+	import frappe
+
+	total = 60 if smoke else 2000
+	rounds = 2 if smoke else 8
+	others = [
+		name
+		for name in frappe.get_all(
+			"DocType",
+			filters={
+				"istable": 0,
+				"issingle": 0,
+				"is_virtual": 0,
+				"module": ["in", ["Core", "Desk", "Contacts", "Automation", "Email"]],
+				"name": ["!=", "ToDo"],
+			},
+			pluck="name",
+			order_by="name",
+		)
+	][:20]
+	for index, doctype in enumerate(others):
+		make_flow(f"other {index}", [{"id": "c", "kind": "wait"}], doctype=doctype, event="after_insert")
+	insert_todos(20, True, "warmup")
+
+	def measure(label: str) -> dict:
+		off = on = 0.0
+		for round_no in range(rounds):
+			per = total // rounds
+			order = (False, True) if round_no % 2 == 0 else (True, False)
+			for mode in order:
+				elapsed = insert_todos(per, mode, label)
+				if mode:
+					on += elapsed
+				else:
+					off += elapsed
+		return {"inserts": total, "off_ms": off / total * 1000, "on_ms": on / total * 1000, "ratio": on / off}
+
+	results["1"] = {**measure("20 other flows"), "flows": len(others), "target": "≤ 1.03×"}
+	log(f"1: {results['1']}")
+	for index in range(5):
+		make_flow(
+			f"todo nomatch {index}",
+			[{"id": "c", "kind": "wait"}],
+			doctype="ToDo",
+			event="after_insert",
+			condition={"field": "description", "op": "==", "value": f"never matches {index}"},
+		)
+	results["2"] = {**measure("5 todo flows"), "target": "≤ 1.05×"}
+	log(f"2: {results['2']}")
+	deactivate_all_bench_flows()
+
+
+# ---------------------------------------------------------------- 3 (+4): per-step overhead
+
+
+def bare_commit_ms(count: int) -> float:
+	import frappe
+
+	frappe.db.sql("create table if not exists `__flow_bench_counter` (id int primary key, n bigint)")
+	frappe.db.sql("insert ignore into `__flow_bench_counter` values (1, 0)")
+	frappe.db.commit()
+	samples = []
+	for _ in range(count):
+		start = time.perf_counter()
+		frappe.db.sql("update `__flow_bench_counter` set n = n + 1 where id = 1")
+		frappe.db.commit()
+		samples.append(time.perf_counter() - start)
+	return statistics.median(samples) * 1000
+
+
+def bench_per_step(smoke: bool) -> None:
+	import frappe
+
+	from flow_engine.runtime import runs, store
+
+	steps_count = 40
+	repeats = 2 if smoke else 7
+	steps = [
+		{
+			"id": f"s{i}",
+			"kind": "set_variables",
+			"payload": {"variables": {f"v{i}": "{{run.name}}"}},
+			**({"depends_on": [f"s{i - 1}"]} if i else {}),
+		}
+		for i in range(steps_count)
+	]
+	template = make_flow("chain", steps)
+	inline, worker, bare = [], [], []
+	frappe.flags.flow_engine_inline = True
+	runs.start_run(template)
+	frappe.db.commit()  # warm up caches
+	for _ in range(repeats):
+		bare.append(bare_commit_ms(100))
+		start = time.perf_counter()
+		name = runs.start_run(template)
+		frappe.db.commit()
+		inline.append((time.perf_counter() - start) * 1000 / steps_count)
+		assert store.load_run(name).status == "completed"
+	frappe.flags.flow_engine_inline = False
+	single = make_flow("single", steps[:1])
+
+	in_worker = []
+
+	def end_to_end(flow: str) -> float:
+		start = time.perf_counter()
+		name = runs.start_run(flow)
+		frappe.db.commit()
+		while True:
+			frappe.db.rollback()
+			if frappe.db.get_value("Flow Run", name, "status") == "completed":
+				elapsed = (time.perf_counter() - start) * 1000
+				record = store.load_run(name)
+				first = frappe.utils.get_datetime(record.states["s0"]["started_at"])
+				if len(record.states) == steps_count:  # first step start → run completed, inside the worker
+					in_worker.append((record.completed_at - first).total_seconds() * 1000 / steps_count)
+				return elapsed
+			time.sleep(0.001)
+
+	one = []
+	with Workers(1):
+		end_to_end(template)
+		in_worker.clear()
+		for _ in range(repeats):
+			bare.append(bare_commit_ms(100))
+			worker.append(end_to_end(template))
+			one.append(end_to_end(single))
+	bare_ms = statistics.median(bare)
+	run_ms, one_ms = statistics.median(worker), statistics.median(one)
+	marginal = statistics.median(in_worker)
+	results["3"] = {
+		"steps": steps_count,
+		"bare_update_commit_ms": bare_ms,
+		"per_step_ms_marginal_in_worker": marginal,
+		"ratio": marginal / bare_ms,
+		"per_step_ms_engine_only": statistics.median(inline),
+		"ratio_engine_only": statistics.median(inline) / bare_ms,
+		"run_ms_end_to_end": run_ms,
+		"one_step_run_ms_end_to_end": one_ms,
+		"per_step_ms_end_to_end": run_ms / steps_count,
+		"target": "≤ 3× bare commit per step",
+		"note": "marginal = from the first step's start to the run's completion, measured inside the RQ worker, "
+		"/ 40; end-to-end adds Frappe's per-job start (fork + site init), paid once per job",
+	}
+	log(f"3: {results['3']}")
+	peer = run_peer(
+		["prefect_chain.py", "--runs", "2" if smoke else "5"] + (["--smoke"] if smoke else []), "prefect"
+	)
+	if peer:
+		ours = results["3"]["per_step_ms_end_to_end"]
+		results["4"] = {
+			"prefect_per_task_ms": peer["per_task_ms_median"],
+			"ours_per_step_ms_end_to_end": ours,
+			"ratio": peer["per_task_ms_median"] / ours,
+			"ratio_marginal": peer["per_task_ms_median"] / results["3"]["per_step_ms_marginal_in_worker"],
+			"prefect": peer.get("version"),
+			"target": "ours ≥ 10× faster",
+		}
+	else:
+		results["4"] = {"skipped": "Prefect not installed (benchmarks/peers/setup.sh)"}
+	log(f"4: {results['4']}")
+
+
+def run_peer(args: list[str], peer: str) -> dict | None:
+	script = ROOT / "benchmarks" / "peers" / args[0]
+	python = "/opt/peers/prefect-venv/bin/python" if peer == "prefect" else "python3"
+	if not script.exists() or (peer == "prefect" and not Path(python).exists()):
+		return None
+	try:
+		out = subprocess.run([python, str(script), *args[1:]], capture_output=True, text=True, timeout=1800)
+	except subprocess.TimeoutExpired:
+		return None
+	lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+	if out.returncode != 0 or not lines:
+		log(f"{peer} failed: {out.stderr[-500:]}")
+		return None
+	return json.loads(lines[-1])
+
+
+# ---------------------------------------------------------------- 5 + 8 + 9: throughput, scale-out, memory
+
+
+TWO_STEPS = [
+	{
+		"id": "t",
+		"kind": "create_doc",
+		"payload": {"doctype": "ToDo", "fields": {"description": "[bench] {{run.name}}"}},
+	},
+	{
+		"id": "u",
+		"kind": "update_doc",
+		"depends_on": ["t"],
+		"payload": {"doctype": "ToDo", "name": "{{steps.t.result.name}}", "fields": {"status": "Closed"}},
+	},
+]
+
+
+def throughput_events(template: str, count: int, workers: Workers | None = None, sample_rss=None) -> float:
+	import frappe
+
+	from flow_engine import dispatch_event
+
+	start = time.monotonic()
+	for index in range(count):
+		dispatch_event("bench_throughput", payload={"i": index})
+		if index % 200 == 199:
+			frappe.db.commit()
+	frappe.db.commit()
+	if sample_rss:
+		sample_rss()
+	elapsed = wait_runs_sampling(template, count, 600, sample_rss)
+	return count / (time.monotonic() - start if elapsed else 1)
+
+
+def wait_runs_sampling(template, count, timeout, sample_rss):
+	import frappe
+
+	start = time.monotonic()
+	while True:
+		frappe.db.rollback()
+		done = frappe.db.count("Flow Run", {"template": template, "status": ["in", ["completed", "failed"]]})
+		if sample_rss:
+			sample_rss()
+		if done >= count:
+			return time.monotonic() - start
+		if time.monotonic() - start > timeout:
+			raise TimeoutError(f"{done}/{count} runs finished")
+		time.sleep(0.05)
+
+
+def bench_throughput(smoke: bool) -> None:
+	import frappe
+
+	count = 40 if smoke else 1000
+	template = make_flow("throughput", TWO_STEPS, event="custom", custom_event="bench_throughput")
+	default_workers = int(frappe.conf.get("background_workers") or 1)
+	rss: list[float] = []
+	with Workers(default_workers) as workers:
+		throughput_events(template, min(count, 50))  # warm up
+		rounds = []
+		for _ in range(1 if smoke else 3):
+			frappe.db.sql("delete from `tabFlow Run` where template=%s", template)
+			frappe.db.commit()
+			rounds.append(
+				throughput_events(
+					template,
+					count,
+					workers,
+					lambda: rss.append(sum(tree_rss_mb(pid) for pid in workers.pids())),
+				)
+			)
+	deactivate_all_bench_flows()
+	doc_template = make_flow("throughput docs", TWO_STEPS, doctype="Note", event="after_insert")
+	with Workers(default_workers):
+		start = time.monotonic()
+		for index in range(count):
+			frappe.get_doc({"doctype": "Note", "title": f"[bench] note {index}", "public": 1}).insert()
+			if index % 200 == 199:
+				frappe.db.commit()
+		frappe.db.commit()
+		wait_runs(doc_template, count, 600)
+		by_docs = count / (time.monotonic() - start)
+	deactivate_all_bench_flows()
+	peer = run_peer(
+		["n8n_load.py", "--requests", "200" if smoke else "2000"] + (["--smoke"] if smoke else []), "n8n"
+	)
+	results["5"] = {
+		"runs": count,
+		"workers": default_workers,
+		"runs_per_s_custom_events": statistics.median(rounds),
+		"runs_per_s_doc_inserts": by_docs,
+		"n8n_per_s": peer["completed_per_second"] if peer else None,
+		"ratio": statistics.median(rounds) / peer["completed_per_second"] if peer else None,
+		"target": "≥ 3× n8n",
+	}
+	log(f"5: {results['5']}")
+	results["9"] = {
+		"peak_rss_mb": max(rss) if rss else None,
+		"rss_by_round_mb": [round(value, 1) for value in rss[:: max(1, len(rss) // 6)]],
+		"note": "worker + its RQ work horse; compare the first and last rounds",
+	}
+	log(f"9: {results['9']}")
+	scale = {}
+	template = make_flow("throughput", TWO_STEPS, event="custom", custom_event="bench_throughput")
+	for workers_count in (1, 2, 4):
+		with Workers(workers_count, queues="default"):
+			frappe.db.sql("delete from `tabFlow Run` where template=%s", template)
+			frappe.db.commit()
+			scale[workers_count] = throughput_events(template, count)
+	deactivate_all_bench_flows()
+	results["8"] = {
+		"runs_per_s_by_workers": scale,
+		"speedup_2": scale[2] / scale[1],
+		"speedup_4": scale[4] / scale[1],
+		"cores": os.cpu_count(),
+	}
+	log(f"8: {results['8']}")
+
+
+# ---------------------------------------------------------------- 6: delayed-step precision
+
+
+def bench_precision(smoke: bool) -> None:
+	import frappe
+	from frappe.utils import add_to_date, now_datetime
+
+	from flow_engine.runtime import runs
+
+	count = 30 if smoke else 300
+	spread = 20 if smoke else 180
+	template = make_flow(
+		"precision", [{"id": "w", "kind": "wait", "trigger": {"type": "on_date", "date": "{{input.at}}"}}]
+	)
+	offsets = sorted(random.uniform(5, 5 + spread) for _ in range(count))
+	was_enabled = frappe.db.get_single_value("System Settings", "enable_scheduler")
+	frappe.db.set_single_value("System Settings", "enable_scheduler", 1)
+	frappe.db.commit()
+	scheduler = subprocess.Popen(
+		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "schedule"],
+		cwd=SITES,
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+	names = []
+	try:
+		# production-like: one short/default worker and one that also serves the long queue
+		with Workers(1, "short,default"), Workers(1, "short,default,long"):
+			base = now_datetime()
+			for offset in offsets:
+				at = add_to_date(base, seconds=offset).isoformat(sep=" ")
+				names.append(runs.start_run(template, source="api", input={"at": at}))
+			frappe.db.commit()
+			deadline = time.monotonic() + spread + 120
+			while time.monotonic() < deadline:
+				frappe.db.rollback()
+				left = frappe.db.count(
+					"Flow Run", {"name": ["in", names], "status": ["not in", ["completed", "failed"]]}
+				)
+				if not left:
+					break
+				time.sleep(1)
+	finally:
+		scheduler.terminate()
+		scheduler.wait(timeout=20)
+		frappe.db.set_single_value("System Settings", "enable_scheduler", was_enabled)
+		frappe.db.commit()
+	rows = frappe.db.sql(
+		"""select timestampdiff(microsecond, trigger_at, executed_at) / 1e6 from `tabFlow Step Pending`
+		where run in %s and status='completed'""",
+		(tuple(names),),
+	)
+	lateness = [float(row[0]) for row in rows]
+	results["6"] = {
+		"steps": count,
+		"spread_s": spread,
+		"fired": len(lateness),
+		"p50_s": percentile(lateness, 50),
+		"p99_s": percentile(lateness, 99),
+		"max_s": max(lateness or [float("nan")]),
+		"target": "p50 ≤ 0.5 s, p99 ≤ 2 s",
+	}
+	log(f"6: {results['6']}")
+
+
+# ---------------------------------------------------------------- 7: backlog drain
+
+
+def bench_backlog(smoke: bool) -> None:
+	import frappe
+
+	from flow_engine.runtime import runs, scheduler
+
+	count = 200 if smoke else 10000
+	template = make_flow(
+		"backlog", [{"id": "w", "kind": "wait", "trigger": {"type": "after_delay", "delay_days": 1}}]
+	)
+	frappe.flags.flow_engine_inline = True
+	log(f"7: creating {count} runs with a pending step")
+	for index in range(count):
+		runs.start_run(template)
+		if index % 100 == 99:
+			frappe.db.commit()
+	frappe.db.commit()
+	frappe.flags.flow_engine_inline = False
+	frappe.db.sql(  # site-local time, like every datetime Frappe stores (the DB's NOW() may be UTC)
+		"""update `tabFlow Step Pending` p join `tabFlow Run` r on p.run = r.name
+		set p.trigger_at = %s where r.template = %s""",
+		(frappe.utils.add_to_date(frappe.utils.now_datetime(), seconds=-1), template),
+	)
+	frappe.db.commit()
+	with Workers(int(frappe.conf.get("background_workers") or 1) + 1, "default"):
+		start = time.monotonic()
+		claimed = scheduler.drain_due()
+		elapsed = wait_runs(template, count, 600)
+	fired_twice = frappe.db.sql(
+		"""select count(*) from (select a.run from `tabFlow Step Attempt` a
+		join `tabFlow Run` r on a.run = r.name where r.template=%s and a.step_id='w' group by a.run having count(*) > 1) x""",
+		(template,),
+	)[0][0]
+	results["7"] = {
+		"rows": count,
+		"claimed": claimed,
+		"seconds": time.monotonic() - start,
+		"drain_seconds": elapsed,
+		"fired_twice": fired_twice,
+		"target": "all within 60 s, each exactly once",
+	}
+	log(f"7: {results['7']}")
+
+
+# ---------------------------------------------------------------- server script, for the record
+
+
+def bench_server_script(smoke: bool) -> None:
+	import frappe
+
+	count = 40 if smoke else 500
+	with site_config(server_script_enabled=1):
+		script = frappe.get_doc(
+			{
+				"doctype": "Server Script",
+				"name": "_bench comment",
+				"script_type": "DocType Event",
+				"reference_doctype": "ToDo",
+				"doctype_event": "After Insert",
+				"disabled": 1,
+				"script": "doc.add_comment('Comment', '[bench] server script')",
+			}
+		)
+		script.insert(ignore_permissions=True)
+		frappe.db.commit()
+		baseline = insert_todos(count, True, "baseline")
+		script.disabled = 0
+		script.save()
+		frappe.db.commit()
+		with_script = insert_todos(count, True, "server script")
+		script.disabled = 1
+		script.save()
+		frappe.db.commit()
+		template = make_flow(
+			"one step",
+			[{"id": "c", "kind": "comment", "payload": {"text": "[bench] flow"}}],
+			doctype="ToDo",
+			event="after_insert",
+		)
+		with Workers(1):
+			start = time.perf_counter()
+			insert_todos(count, True, "flow")
+			wait_runs(template, count, 600)
+			with_flow = time.perf_counter() - start
+	deactivate_all_bench_flows()
+	results["server_script"] = {
+		"inserts": count,
+		"server_script_ms_per_automation": (with_script - baseline) / count * 1000,
+		"flow_ms_per_automation_end_to_end": (with_flow - baseline) / count * 1000,
+		"note": "server script runs inside the user's save; the flow runs after commit in a worker",
+	}
+	log(f"server script: {results['server_script']}")
+
+
+BENCHMARKS = {
+	"1": bench_trigger_overhead,  # also 2
+	"3": bench_per_step,  # also 4
+	"5": bench_throughput,  # also 8, 9
+	"6": bench_precision,
+	"7": bench_backlog,
+	"s": bench_server_script,
+}
+
+
+def table() -> str:
+	def fmt(value):
+		if isinstance(value, float):
+			return f"{value:.3g}"
+		return str(value)
+
+	lines = ["| # | figures |", "|---|---|"]
+	for key in sorted(results, key=lambda k: (not k.isdigit(), k.zfill(3))):
+		lines.append(
+			f"| {key} | " + "; ".join(f"{name} = {fmt(value)}" for name, value in results[key].items()) + " |"
+		)
+	return "\n".join(lines)
+
+
+def main() -> None:
+	parser = argparse.ArgumentParser(
+		description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+	)
+	parser.add_argument("--site", default="erp.localhost")
+	parser.add_argument("--smoke", action="store_true")
+	parser.add_argument("--only", help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s")
+	args = parser.parse_args()
+	connect(args.site)
+	import frappe
+
+	cleanup()
+	chosen = args.only.split(",") if args.only else list(BENCHMARKS)
+	try:
+		for key in chosen:
+			log(f"benchmark {key}")
+			BENCHMARKS[key](args.smoke)
+	finally:
+		cleanup()
+	machine = {
+		"cores": os.cpu_count(),
+		"frappe": frappe.__version__,
+		"python": sys.version.split()[0],
+		"mariadb": frappe.db.sql("select version()")[0][0],
+		"smoke": args.smoke,
+		"at": time.strftime("%Y-%m-%d %H:%M"),
+	}
+	print("\n" + table())
+	print("\nmachine: " + json.dumps(machine))
+	out = ROOT / "artifacts"
+	try:
+		out.mkdir(exist_ok=True)
+		(out / ".probe").touch()
+	except OSError:
+		out = Path("/tmp/flow_engine-artifacts")
+		out.mkdir(exist_ok=True)
+	(out / f"benchmarks-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+		json.dumps({"machine": machine, "results": results}, indent=1, default=str)
+	)
+
+
+if __name__ == "__main__":
+	main()
