@@ -225,7 +225,7 @@ def redispatch_stale_runs() -> int:
 		"select name from `tabFlow Run` where status='running' and modified < %s limit 500", (cutoff,)
 	)
 	for name in names:
-		jobs.after_commit("flow_engine.runtime.runs.advance", run=name)
+		jobs.schedule_advance(name)
 	frappe.db.commit()
 	return len(names)
 
