@@ -5,6 +5,9 @@ app_description = "Durable multi-step automations (flows) for Frappe and ERPNext
 app_email = "dev@flow-engine.local"
 app_license = "MIT"
 
+# Desk: the "Flows" menu on every form (the Flow Editor page loads its own bundle on demand)
+app_include_js = ["flows_menu.bundle.js"]
+
 # Install
 before_install = "flow_engine.install.before_install"
 after_install = "flow_engine.install.after_install"

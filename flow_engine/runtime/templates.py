@@ -149,6 +149,8 @@ def after_save(doc) -> None:
 
 		revalidate_for_template(doc.name)
 	clear_caches()
+	# a request that read the old flows while this transaction ran may have cached them again
+	frappe.db.after_commit.add(clear_caches)
 
 
 def store_version(template: str, version: int, text: str) -> None:
@@ -217,6 +219,7 @@ def on_trash(doc) -> None:
 
 def after_delete(doc) -> None:
 	clear_caches(doc.name)
+	frappe.db.after_commit.add(clear_caches)
 
 
 def before_rename(doc, old: str, new: str) -> None:

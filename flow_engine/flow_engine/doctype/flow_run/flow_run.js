@@ -26,6 +26,9 @@ frappe.ui.form.on("Flow Run", {
 						.then(() => frm.reload_doc())
 				, __("Complete step"))
 			);
+		frm.add_custom_button(__("Run view"), () => frappe.set_route("flow-editor", "run", frm.doc.name)).addClass(
+			"btn-primary"
+		);
 		frm.add_custom_button(__("Attempts"), () =>
 			frappe.set_route("List", "Flow Step Attempt", { run: frm.doc.name })
 		);

@@ -4,6 +4,9 @@
 frappe.ui.form.on("Flow Template", {
 	refresh(frm) {
 		if (frm.is_new()) return;
+		frm.add_custom_button(__("Open in Flow Editor"), () => frappe.set_route("flow-editor", frm.doc.name)).addClass(
+			"btn-primary"
+		);
 		frm.add_custom_button(__("Runs"), () =>
 			frappe.set_route("List", "Flow Run", { template: frm.doc.name })
 		);

@@ -1,0 +1,189 @@
+"""Endpoints of the Desk Flow Editor and the "Flows" form menu (permission checks at the door).
+
+The editor loads a template with the kind catalog in one call, saves the definition, trigger and node
+positions in one call (refusing an invalid definition with structured errors the editor puts on the
+nodes at fault), and creates new flows. Everything else goes through `flow_engine.api`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import frappe
+from frappe import _
+
+from flow_engine.api import _json_arg, require_flow_manager
+from flow_engine.engine import definition as definition_language
+from flow_engine.engine.errors import DefinitionError
+from flow_engine.runtime import templates
+
+TEMPLATE_FIELDS = (
+	"name",
+	"template_name",
+	"is_active",
+	"is_system",
+	"category",
+	"icon",
+	"version",
+	"step_count",
+	"description",
+	"trigger_doctype",
+	"trigger_event",
+	"trigger_field",
+	"custom_event",
+	"trigger_condition",
+	"run_as",
+	"modified",
+)
+RUN_STATUSES = ("running", "waiting", "failed", "completed", "cancelled")
+
+
+def _loads(text: Any, default: Any) -> Any:
+	if text in (None, ""):
+		return default
+	if isinstance(text, dict | list):
+		return text
+	try:
+		return json.loads(text)
+	except ValueError:
+		return default
+
+
+@frappe.whitelist()
+def editor_data(template: str) -> dict:
+	"""A template as the editor needs it: fields, definition (trigger synced), layout, kinds."""
+	require_flow_manager()
+	if not frappe.db.exists("Flow Template", template):
+		frappe.throw(_("Flow Template '{0}' does not exist").format(template), frappe.DoesNotExistError)
+	frappe.has_permission("Flow Template", "read", doc=template, throw=True)
+	doc = frappe.get_doc("Flow Template", template)
+	try:
+		definition = definition_language.load(doc.flow_definition or "")
+	except DefinitionError:
+		definition = {}
+	definition = definition if isinstance(definition, dict) else {}
+	definition.setdefault("version", 1)
+	definition.setdefault("steps", [])
+	definition["trigger"] = templates._trigger_from_fields(doc)
+	from flow_engine.kinds.registry import installed_kinds
+
+	return {
+		"template": {field: doc.get(field) for field in TEMPLATE_FIELDS},
+		"definition": definition,
+		"layout": _loads(doc.editor_layout, {}) or {},
+		"kinds": installed_kinds(),
+		"can_write": bool(frappe.has_permission("Flow Template", "write", doc=template)),
+		"apps": frappe.get_installed_apps(),
+	}
+
+
+@frappe.whitelist(methods=["POST"])
+def save_flow(
+	template: str,
+	definition: dict | str,
+	layout: dict | str | None = None,
+	is_active: int | str | None = None,
+) -> dict:
+	"""Save definition, trigger (from `definition.trigger`) and node positions of a template.
+
+	An invalid definition is not saved: `{saved: false, errors: [...]}` with every error's step and
+	field, so the editor can show them on the nodes at fault. The document's own validation (the same
+	checks) still runs on save and stays the authority.
+	"""
+	require_flow_manager()
+	frappe.has_permission("Flow Template", "write", doc=template, throw=True)
+	raw = _json_arg(definition, "definition")
+	if not isinstance(raw, dict):
+		frappe.throw(_("'definition' must be a JSON object"))
+	trigger = {k: v for k, v in (raw.get("trigger") or {}).items() if v not in (None, "", {})}
+	raw["trigger"] = trigger
+	issues = templates.validate_definition(raw, trigger.get("doctype"))
+	if issues:
+		return {"saved": False, "errors": [issue.as_dict() for issue in issues]}
+	doc = frappe.get_doc("Flow Template", template)
+	doc.trigger_doctype = trigger.get("doctype")
+	doc.trigger_event = trigger.get("event") or "manual"
+	doc.trigger_field = trigger.get("field")
+	doc.custom_event = trigger.get("custom_event")
+	condition = trigger.get("condition")
+	doc.trigger_condition = json.dumps(condition, indent=1) if condition else None
+	doc.flow_definition = definition_language.dumps(raw)
+	if is_active not in (None, ""):
+		doc.is_active = 1 if frappe.utils.cint(is_active) else 0
+	layout_value = _json_arg(layout, "layout")
+	if layout_value is not None:
+		doc.editor_layout = json.dumps(layout_value, sort_keys=True)
+	doc.save()
+	return {
+		"saved": True,
+		"errors": [],
+		"version": doc.version,
+		"step_count": doc.step_count,
+		"modified": str(doc.modified),
+	}
+
+
+@frappe.whitelist(methods=["POST"])
+def create_flow(template_name: str, trigger_doctype: str | None = None, trigger_event: str = "manual") -> str:
+	"""A new, inactive, empty flow (for "New flow for this doctype" and the editor's start dialog)."""
+	require_flow_manager()
+	frappe.has_permission("Flow Template", "create", throw=True)
+	doc = frappe.get_doc(
+		{
+			"doctype": "Flow Template",
+			"template_name": template_name,
+			"trigger_doctype": trigger_doctype or None,
+			"trigger_event": trigger_event or "manual",
+			"is_active": 0,
+			"flow_definition": json.dumps({"version": 1, "steps": []}),
+		}
+	)
+	doc.insert()
+	return doc.name
+
+
+@frappe.whitelist()
+def document_flows(doctype: str, name: str | None = None) -> dict:
+	"""For the "Flows" form menu: flows of this doctype and the latest runs of this document."""
+	from flow_engine.api import _check_doc_read, is_flow_manager
+
+	if name:
+		_check_doc_read(doctype, name)
+	else:
+		frappe.has_permission(doctype, "read", throw=True)
+
+	manager = is_flow_manager()
+	flows = (
+		frappe.get_all(
+			"Flow Template",
+			filters={"trigger_doctype": doctype},
+			fields=["name", "is_active", "trigger_event"],
+			order_by="template_name asc",
+		)
+		if manager
+		else []
+	)
+	runs = []
+	if name:
+		runs = frappe.get_all(
+			"Flow Run",
+			filters={"reference_doctype": doctype, "reference_name": name},
+			fields=["name", "template", "status", "started_at"],
+			order_by="creation desc",
+			limit_page_length=10,
+			ignore_permissions=True,
+		)
+	return {"is_flow_manager": manager, "flows": flows, "runs": runs}
+
+
+@frappe.whitelist()
+def run_counts() -> dict:
+	"""Runs by status (for the workspace and the editor's header)."""
+	require_flow_manager()
+	rows = frappe.get_all(
+		"Flow Run", fields=["status", "count(name) as count"], group_by="status", ignore_permissions=True
+	)
+	counts = dict.fromkeys(RUN_STATUSES, 0)
+	counts.update({row.status: row.count for row in rows if row.status})
+	return counts
