@@ -201,20 +201,20 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def site_config(**values):
+def common_site_config(**values):
+	"""Temporarily set bench-wide config keys (e.g. server_script_enabled lives there)."""
 	import frappe
 	from frappe.installer import update_site_config
 
-	old = {key: frappe.conf.get(key) for key in values}
+	path = str(SITES / "common_site_config.json")
+	old = {key: frappe.get_common_site_config().get(key) for key in values}
 	for key, value in values.items():
-		update_site_config(key, value)
-	frappe.local.conf.update(values)
+		update_site_config(key, value, site_config_path=path)
 	try:
 		yield
 	finally:
 		for key, value in old.items():
-			update_site_config(key, value if value is not None else "None")
-			frappe.local.conf[key] = value
+			update_site_config(key, value if value is not None else "None", site_config_path=path)
 
 
 # ---------------------------------------------------------------- 1 + 2: trigger overhead
@@ -650,7 +650,7 @@ def bench_server_script(smoke: bool) -> None:
 	import frappe
 
 	count = 40 if smoke else 500
-	with site_config(server_script_enabled=1):
+	with common_site_config(server_script_enabled=1):
 		script = frappe.get_doc(
 			{
 				"doctype": "Server Script",
@@ -733,7 +733,14 @@ def main() -> None:
 	try:
 		for key in chosen:
 			log(f"benchmark {key}")
-			BENCHMARKS[key](args.smoke)
+			try:
+				BENCHMARKS[key](args.smoke)
+			except Exception as error:  # report the others anyway
+				import traceback
+
+				traceback.print_exc()
+				results[f"{key} (error)"] = {"error": repr(error)[:300]}
+				frappe.db.rollback()
 	finally:
 		cleanup()
 	machine = {
