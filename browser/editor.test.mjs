@@ -259,11 +259,13 @@ step("build a 4-step flow with a condition and a delay from an empty template, u
 	await page.locator(".flow-node").first().click();
 	await page.locator(".vue-flow__pane").click({ position: { x: 30, y: 400 } });
 	await shot(page, "editor.png");
-	fs.mkdirSync(path.join(ROOT, "docs"), { recursive: true });
 	await select_node("condition_1");
 	await sleep(500);
 	await quiet(page);
-	await page.screenshot({ path: path.join(ROOT, "docs", "flow-editor.png") });
+	// the README's screenshots are refreshed only on request: FLOW_BROWSER_DOCS=1
+	const docs_dir = process.env.FLOW_BROWSER_DOCS ? path.join(ROOT, "docs") : path.join(ROOT, "artifacts");
+	fs.mkdirSync(docs_dir, { recursive: true });
+	await page.screenshot({ path: path.join(docs_dir, "flow-editor.png") });
 	assert.deepEqual(page.errors, []);
 });
 
@@ -388,7 +390,9 @@ step("fire the flow by creating a document; the run view goes waiting → comple
 	await page.locator(".vue-flow__pane").click({ position: { x: 30, y: 400 } });
 	await sleep(500);
 	await shot(page, "run-completed.png");
-	await page.screenshot({ path: path.join(ROOT, "docs", "run-view.png") });
+	await page.screenshot({
+		path: path.join(process.env.FLOW_BROWSER_DOCS ? path.join(ROOT, "docs") : path.join(ROOT, "artifacts"), "run-view.png"),
+	});
 	const closed = await call(page, "frappe.client.get_value", { doctype: "ToDo", filters: todo.name, fieldname: "status" });
 	assert.equal(closed.status, "Closed");
 	assert.deepEqual(page.errors, []);
