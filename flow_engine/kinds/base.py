@@ -68,13 +68,15 @@ class StepCall:
 					_("This run has no trigger document; give 'doctype' and 'name' in the payload")
 				)
 		ensure_doctype(str(doctype))
-		if not frappe.db.exists(doctype, name):
-			raise StepFailed(_("{0} '{1}' does not exist").format(doctype, name))
-		return frappe.get_doc(doctype, name)
+		try:
+			return frappe.get_doc(doctype, name)
+		except frappe.DoesNotExistError:
+			frappe.clear_last_message()
+			raise StepFailed(_("{0} '{1}' does not exist").format(doctype, name)) from None
 
 
 def ensure_doctype(doctype: str) -> None:
-	if not doctype or not frappe.db.exists("DocType", doctype):
+	if not doctype or not frappe.db.exists("DocType", doctype, cache=True):
 		raise StepFailed(_("Document type '{0}' does not exist on this site").format(doctype))
 
 

@@ -41,9 +41,10 @@ def new_run_name() -> str:
 	return f"FR-{now_datetime():%y%m%d}-{frappe.generate_hash(length=8)}"
 
 
-def validate_input(template: str, data) -> None:
+def validate_input(template: str, data, schema_text: str | bool | None = False) -> None:
 	"""Check a run's input against the template's payload schema; errors name the path."""
-	schema_text = frappe.db.get_value("Flow Template", template, "payload_schema")
+	if schema_text is False:
+		schema_text = frappe.db.get_value("Flow Template", template, "payload_schema")
 	if not schema_text:
 		return
 	import jsonschema
@@ -82,7 +83,9 @@ def start_run(
 	require_active: bool = False,
 ) -> str | None:
 	"""Create a run and have it advanced once the current transaction commits."""
-	row = frappe.db.get_value("Flow Template", template, ["name", "version", "is_active"], as_dict=True)
+	row = frappe.db.get_value(
+		"Flow Template", template, ["name", "version", "is_active", "payload_schema"], as_dict=True
+	)
 	if not row:
 		frappe.throw(_("Flow '{0}' does not exist").format(template), frappe.DoesNotExistError)
 	if require_active and not row.is_active:
@@ -101,7 +104,7 @@ def start_run(
 	if input is not None and not isinstance(input, dict):
 		frappe.throw(_("A run's input must be a JSON object"), FlowRunError)
 	if source in ("schedule", "api") or input:
-		validate_input(template, input or {})
+		validate_input(template, input or {}, row.payload_schema)
 	name = new_run_name()
 	now = now_datetime()
 	store.insert_row(
