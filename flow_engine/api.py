@@ -184,7 +184,8 @@ def get_run(run: str) -> dict:
 	row = frappe.db.get_value("Flow Run", run, ["name", "reference_doctype", "reference_name"], as_dict=True)
 	if not row:
 		frappe.throw(_("Flow Run '{0}' does not exist").format(run), frappe.DoesNotExistError)
-	if not is_flow_manager():
+	manager = is_flow_manager()
+	if not manager:
 		if not row.reference_doctype:
 			frappe.throw(_("Not permitted"), frappe.PermissionError)
 		_check_doc_read(row.reference_doctype, row.reference_name)
@@ -198,8 +199,7 @@ def get_run(run: str) -> dict:
 	)
 	definition = templates.definition_for(record.template, record.template_version)
 	states = {
-		sid: {k: v for k, v in s.items() if k != "token" or is_flow_manager()}
-		for sid, s in record.states.items()
+		sid: {k: v for k, v in s.items() if k != "token" or manager} for sid, s in record.states.items()
 	}
 	return {
 		"name": record.name,
@@ -328,27 +328,9 @@ def kinds() -> list[dict]:
 def list_schedules(template: str | None = None, status: str | None = None) -> list[dict]:
 	"""Flow Schedules with their timing and last outcome."""
 	require_flow_manager()
-	filters = {key: value for key, value in (("template", template), ("status", status)) if value}
-	return frappe.get_all(
-		"Flow Schedule",
-		filters=filters,
-		fields=[
-			"name",
-			"template",
-			"schedule_type",
-			"cron",
-			"timezone",
-			"run_at",
-			"enabled",
-			"status",
-			"next_fire_at",
-			"last_fired_at",
-			"last_run",
-			"fire_count",
-			"last_error",
-		],
-		order_by="next_fire_at asc",
-	)
+	from flow_engine.runtime import schedules
+
+	return schedules.list_schedules(template, status)
 
 
 @frappe.whitelist(methods=["POST"])

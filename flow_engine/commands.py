@@ -183,24 +183,9 @@ def preflight(context):
 @pass_context
 def list_schedules(context, template=None, status=None):
 	with _site(context):
-		filters = {key: value for key, value in (("template", template), ("status", status)) if value}
-		rows = frappe.get_all(
-			"Flow Schedule",
-			filters=filters,
-			fields=[
-				"name",
-				"template",
-				"schedule_type",
-				"cron",
-				"timezone",
-				"run_at",
-				"status",
-				"next_fire_at",
-				"last_fired_at",
-				"last_error",
-			],
-			order_by="next_fire_at asc",
-		)
+		from flow_engine.runtime.schedules import list_schedules as query
+
+		rows = query(template, status)
 		if not rows:
 			click.echo("no schedules")
 		for row in rows:

@@ -8,7 +8,6 @@ nodes at fault), and creates new flows. Everything else goes through `flow_engin
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import frappe
 from frappe import _
@@ -16,7 +15,7 @@ from frappe import _
 from flow_engine.api import _json_arg, require_flow_manager
 from flow_engine.engine import definition as definition_language
 from flow_engine.engine.errors import DefinitionError
-from flow_engine.runtime import templates
+from flow_engine.runtime import store, templates
 
 TEMPLATE_FIELDS = (
 	"name",
@@ -37,17 +36,6 @@ TEMPLATE_FIELDS = (
 	"modified",
 )
 RUN_STATUSES = ("running", "waiting", "failed", "completed", "cancelled")
-
-
-def _loads(text: Any, default: Any) -> Any:
-	if text in (None, ""):
-		return default
-	if isinstance(text, dict | list):
-		return text
-	try:
-		return json.loads(text)
-	except ValueError:
-		return default
 
 
 @frappe.whitelist()
@@ -71,7 +59,7 @@ def editor_data(template: str) -> dict:
 	return {
 		"template": {field: doc.get(field) for field in TEMPLATE_FIELDS},
 		"definition": definition,
-		"layout": _loads(doc.editor_layout, {}) or {},
+		"layout": store.loads(doc.editor_layout, {}) or {},
 		"kinds": installed_kinds(),
 		"can_write": bool(frappe.has_permission("Flow Template", "write", doc=template)),
 		"apps": frappe.get_installed_apps(),
@@ -102,12 +90,7 @@ def save_flow(
 	if issues:
 		return {"saved": False, "errors": [issue.as_dict() for issue in issues]}
 	doc = frappe.get_doc("Flow Template", template)
-	doc.trigger_doctype = trigger.get("doctype")
-	doc.trigger_event = trigger.get("event") or "manual"
-	doc.trigger_field = trigger.get("field")
-	doc.custom_event = trigger.get("custom_event")
-	condition = trigger.get("condition")
-	doc.trigger_condition = json.dumps(condition, indent=1) if condition else None
+	templates.set_fields_from_trigger(doc, trigger)
 	doc.flow_definition = definition_language.dumps(raw)
 	if is_active not in (None, ""):
 		doc.is_active = 1 if frappe.utils.cint(is_active) else 0

@@ -141,8 +141,8 @@ def fire(name: str, token: str) -> str | None:
 			steps.fail_run(record, f"Step '{step.id}' {message}")
 	elif state.get("status") != "scheduled" or state.get("pending") != name:
 		outcome = "cancelled"  # the step moved on (cancelled, retried elsewhere): never fire twice
-	elif runs.over_limits(record):
-		steps.fail_run(record, runs.over_limits(record))
+	elif stop := runs.over_limits(record):
+		steps.fail_run(record, stop)
 		outcome = "cancelled"
 	else:
 		step = record.definition.step(row.step_id)

@@ -160,6 +160,31 @@ def revalidate_for_template(template: str) -> dict:
 	return outcome
 
 
+LIST_FIELDS = (
+	"name",
+	"template",
+	"schedule_type",
+	"cron",
+	"timezone",
+	"run_at",
+	"enabled",
+	"status",
+	"next_fire_at",
+	"last_fired_at",
+	"last_run",
+	"fire_count",
+	"last_error",
+)
+
+
+def list_schedules(template: str | None = None, status: str | None = None) -> list[dict]:
+	"""Schedules with their timing and last outcome, soonest first."""
+	filters = {key: value for key, value in (("template", template), ("status", status)) if value}
+	return frappe.get_all(
+		"Flow Schedule", filters=filters, fields=list(LIST_FIELDS), order_by="next_fire_at asc"
+	)
+
+
 def fire_due(now: datetime.datetime | None = None) -> int:
 	"""Fire every due schedule once; return how many fired."""
 	now = now or now_datetime()

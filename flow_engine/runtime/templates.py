@@ -63,7 +63,8 @@ def _parse_condition(text):
 		)
 
 
-def _set_fields_from_trigger(doc, trigger: Mapping) -> None:
+def set_fields_from_trigger(doc, trigger: Mapping) -> None:
+	"""Copy a definition's trigger onto the Flow Template fields."""
 	doc.trigger_doctype = trigger.get("doctype")
 	doc.trigger_event = trigger.get("event") or "manual"
 	doc.trigger_field = trigger.get("field")
@@ -84,9 +85,9 @@ def on_validate(doc) -> None:
 	if before is None:
 		fields_are_default = not doc.trigger_doctype and (doc.trigger_event or "manual") == "manual"
 		if definition_trigger and fields_are_default:
-			_set_fields_from_trigger(doc, definition_trigger)
+			set_fields_from_trigger(doc, definition_trigger)
 	elif not any(doc.has_value_changed(field) for field in TRIGGER_FIELDS) and definition_trigger:
-		_set_fields_from_trigger(doc, definition_trigger)
+		set_fields_from_trigger(doc, definition_trigger)
 	raw["trigger"] = _trigger_from_fields(doc)
 	issues = validate_definition(raw, doc.trigger_doctype)
 	if doc.payload_schema:
