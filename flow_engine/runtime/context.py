@@ -6,8 +6,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import frappe
-from frappe.utils import now_datetime, nowdate
 
+from flow_engine.runtime import clock
 from flow_engine.runtime.store import RunRecord
 
 CUSTOMER_FIELDS = ("customer", "party_name")
@@ -47,6 +47,7 @@ def build_context(run: RunRecord) -> dict:
 	customer_doctype = (
 		"Customer" if run.customer and frappe.db.table_exists("Customer", cached=True) else None
 	)
+	now = clock.now()
 	return {
 		"doc": LazyDoc(run.reference_doctype, run.reference_name, run.doc_snapshot),
 		"customer": LazyDoc(customer_doctype, run.customer) if customer_doctype else {},
@@ -67,8 +68,8 @@ def build_context(run: RunRecord) -> dict:
 			step_id: {"status": state.get("status"), "result": state.get("result") or {}}
 			for step_id, state in run.states.items()
 		},
-		"now": now_datetime(),
-		"today": nowdate(),
+		"now": now,
+		"today": now.date().isoformat(),
 		"input": run.input,
 		"event": {"name": run.trigger_event, "schedule": run.schedule},
 	}

@@ -6,9 +6,11 @@
   claim token and a lease, so overlapping ticks and workers never take the same row twice.
 - `fire` executes a claimed row's step under the run lock, checking the claim token, so a row that
   was reclaimed after its worker died is fired by exactly one worker.
-- `timer_loop` (queue "long"; one per site, held by a Redis lock) polls for rows due within the next
-  minute and fires them within a fraction of a second of their due time; it exits after a few idle
-  seconds with nothing due soon, and hands over to a successor when its lifetime ends.
+- `timer_loop` (queue "long"; one per site, held by a Redis lock, at most one queued: RQ job ids
+  deduplicate it) polls for rows due within the next minute and fires them within a fraction of a
+  second of their due time. It exits at once when nothing is due soon, after a few idle seconds once it
+  has fired something, and after a two-minute lifetime it hands over to a successor queued behind the
+  other jobs, so a bench whose one worker serves every queue is never held for long.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import datetime
 import time
 
 import frappe
-from frappe.utils import add_to_date, cint, now_datetime
+from frappe.utils import add_to_date, cint
 
-from flow_engine.runtime import jobs, runs, steps, store, templates
+from flow_engine.runtime import clock, jobs, runs, steps, store, templates
 
 BATCH = 500
 FIRE_CHUNK = 25  # at least this many rows per job (each worker job pays Frappe's start-up once)
@@ -29,9 +31,10 @@ MAX_CLAIMS = 5
 STALE_RUN_MINUTES = 10
 TIMER_LOCK = "flow_engine:timer"
 TIMER_TTL = 15
-TIMER_LIFETIME = 600
+TIMER_LIFETIME = 120
 TIMER_IDLE_SECONDS = 5
 HORIZON_SECONDS = 70
+TIMER_JOB_ID = "flow_engine_timer"
 
 
 def _lease_seconds() -> int:
@@ -52,7 +55,7 @@ def tick() -> dict:
 
 def claim_due(limit: int = BATCH, now: datetime.datetime | None = None) -> tuple[str, list[dict]]:
 	"""Claim up to `limit` due rows; returns (claim token, rows) and commits the claim."""
-	now = now or now_datetime()
+	now = now or clock.now()
 	token = frappe.generate_hash(length=16)
 	rows = frappe.db.sql(
 		"""select name, run, step_id, purpose, attempts from `tabFlow Step Pending`
@@ -108,7 +111,8 @@ def fire_batch(names: list[str], token: str) -> None:
 
 def fire(name: str, token: str) -> str | None:
 	"""Execute the step of one claimed row; then keep advancing its run. Returns the row's status."""
-	run_name = frappe.db.get_value("Flow Step Pending", name, "run")
+	found = frappe.db.sql("select run from `tabFlow Step Pending` where name=%s", (name,))
+	run_name = found[0][0] if found else None
 	if not run_name:
 		return None
 	record = store.load_run(run_name, lock=True)  # lock order: run, then row
@@ -122,7 +126,7 @@ def fire(name: str, token: str) -> str | None:
 		frappe.db.commit()
 		return row[0].status if row else None  # reclaimed and taken by someone else
 	row = row[0]
-	now = now_datetime()
+	now = clock.now()
 	if record is None or record.is_terminal:
 		_finish_row(name, "cancelled", now)
 		frappe.db.commit()
@@ -177,7 +181,7 @@ def _finish_row(name: str, status: str, now: datetime.datetime, error: str | Non
 
 def reclaim_expired(now: datetime.datetime | None = None) -> int:
 	"""Rows stuck in `running` past their lease (their worker died) go back to `pending`."""
-	now = now or now_datetime()
+	now = now or clock.now()
 	rows = frappe.db.sql(
 		"""select name, run, step_id, attempts from `tabFlow Step Pending`
 		where status='running' and lease_until < %s for update skip locked""",
@@ -220,7 +224,7 @@ def fail_abandoned(run: str, step_id: str, row: str) -> None:
 
 def redispatch_stale_runs() -> int:
 	"""Runs left `running` with no progress (their job was lost) are advanced again."""
-	cutoff = add_to_date(now_datetime(), minutes=-STALE_RUN_MINUTES)
+	cutoff = add_to_date(clock.now(), minutes=-STALE_RUN_MINUTES)
 	names = frappe.db.sql_list(
 		"select name from `tabFlow Run` where status='running' and modified < %s limit 500", (cutoff,)
 	)
@@ -238,37 +242,50 @@ def _timer_key() -> str:
 	return frappe.cache.make_key(TIMER_LOCK)
 
 
-def ensure_timer() -> None:
-	"""Start the precision timer if a row is due within the next minute and no timer holds the lock."""
+def ensure_timer(slot: int = 0, handover: bool = False) -> None:
+	"""Start the precision timer if a row is due within the next minute and no timer holds the lock.
+
+	At most one timer job waits in the queue (its RQ job id deduplicates it); a timer handing over at
+	the end of its lifetime queues its successor in the other of two slots (two job ids), since its own
+	job is still running under its id.
+	"""
 	if jobs.inline_mode() or frappe.conf.get("flow_engine_disable_timer"):
 		return
-	if frappe.cache.exists(_timer_key()):
+	if not handover and frappe.cache.exists(_timer_key()):
 		return
 	due = next_due()
-	if due is None or due > now_datetime() + datetime.timedelta(seconds=HORIZON_SECONDS):
+	if due is None or due > clock.now() + datetime.timedelta(seconds=HORIZON_SECONDS):
 		return
-	frappe.enqueue("flow_engine.runtime.scheduler.timer_loop", queue="long", timeout=TIMER_LIFETIME + 120)
+	frappe.enqueue(
+		"flow_engine.runtime.scheduler.timer_loop",
+		queue="long",
+		timeout=TIMER_LIFETIME + 120,
+		job_id=f"{TIMER_JOB_ID}_{slot}",
+		deduplicate=True,
+		slot=slot,
+	)
 
 
-def timer_loop(seconds: float = TIMER_LIFETIME) -> int:
+def timer_loop(seconds: float = TIMER_LIFETIME, slot: int = 0) -> int:
 	"""Fire rows close to their due time while any are due soon; return how many were claimed.
 
-	One timer per site at a time (a Redis lock with a short TTL, refreshed every round). It exits
-	after a few idle seconds with nothing due within the horizon (the minute tick starts it again),
-	or after its lifetime, handing over to a successor when work is still due soon.
+	One timer per site at a time (a Redis lock with a short TTL, refreshed every round). It exits at
+	once when nothing is due within the horizon, a few idle seconds after its last firing (the minute
+	tick or the next scheduled step starts it again), or after its lifetime, handing over to a
+	successor when work is still due soon.
 	"""
 	key, token = _timer_key(), frappe.generate_hash(length=12)
 	if not frappe.cache.set(key, token, nx=True, ex=TIMER_TTL):
 		return 0  # another timer is running
 	deadline = time.monotonic() + seconds
 	claimed = 0
-	idle_since = time.monotonic()
+	idle_since = time.monotonic() - TIMER_IDLE_SECONDS  # nothing near at the start: exit at once
 	try:
 		while time.monotonic() < deadline:
 			frappe.cache.set(key, token, ex=TIMER_TTL)
 			frappe.db.rollback()  # a fresh snapshot each round
 			due = next_due()
-			now = now_datetime()
+			now = clock.now()
 			if due is not None and due <= now:
 				claimed += drain_due(inline=True)
 				idle_since = time.monotonic()
@@ -284,6 +301,6 @@ def timer_loop(seconds: float = TIMER_LIFETIME) -> int:
 		if (frappe.cache.get(key) or b"").decode() == token:
 			frappe.cache.delete(key)
 	frappe.db.commit()
-	if time.monotonic() >= deadline:
-		ensure_timer()  # lifetime over with work still due: hand over without a gap
+	# lifetime over, or a step was scheduled while this timer was letting go of the lock: hand over
+	ensure_timer(slot=1 - slot, handover=True)
 	return claimed

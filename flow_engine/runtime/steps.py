@@ -12,13 +12,12 @@ import time
 import traceback
 
 import frappe
-from frappe.utils import now_datetime
 
 from flow_engine.engine import templating, timing
 from flow_engine.engine.definition import Step
 from flow_engine.kinds.base import StepCall, StepFailed
 from flow_engine.kinds.registry import get_catalog, get_handler
-from flow_engine.runtime import jobs, store
+from flow_engine.runtime import clock, jobs, store
 from flow_engine.runtime.context import build_context
 from flow_engine.runtime.store import RunRecord
 
@@ -49,10 +48,10 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 		reference_doctype=run.reference_doctype,
 		reference_name=run.reference_name,
 	)
-	started = now_datetime()
+	started = clock.now()
 	state.update(status="running", started_at=state.get("started_at") or _iso(started), attempts=attempt)
 	messages = len(frappe.local.message_log or [])
-	clock = time.perf_counter()
+	timer = time.perf_counter()
 	spec = get_catalog().get(step.kind)
 	pure = bool(spec and spec.pure)
 	if not pure:
@@ -72,12 +71,12 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 			raise error from None  # the transaction itself is gone (deadlock): let the job retry the run
 		if frappe.local.message_log:
 			del frappe.local.message_log[messages:]
-		return _failed(run, step, state, attempt, error, started, clock, payload, key, pending_row)
-	duration = (time.perf_counter() - clock) * 1000
+		return _failed(run, step, state, attempt, error, started, timer, payload, key, pending_row)
+	duration = (time.perf_counter() - timer) * 1000
 	store.record_attempt(
 		run, step.id, step.kind, attempt, "completed", started, duration, payload, result, None, key
 	)
-	state.update(status="completed", completed_at=_iso(now_datetime()), result=result)
+	state.update(status="completed", completed_at=_iso(clock.now()), result=result)
 	state.pop("error", None)
 	run.steps_executed += 1
 	if step.kind == "set_variables":
@@ -101,11 +100,11 @@ def _message(error: Exception) -> str:
 	return f"{error.__class__.__name__}: {error}\n{traceback.format_exc(limit=8)}"
 
 
-def _failed(run, step, state, attempt, error, started, clock, payload, key, pending_row) -> str:
+def _failed(run, step, state, attempt, error, started, timer, payload, key, pending_row) -> str:
 	message = _message(error)
-	duration = (time.perf_counter() - clock) * 1000
+	duration = (time.perf_counter() - timer) * 1000
 	output = getattr(error, "output", None)
-	now = now_datetime()
+	now = clock.now()
 	due = timing.retry_at(now, attempt, step.retry) if _is_retryable(error) else None
 	status = "retrying" if due else "failed"
 	store.record_attempt(
@@ -133,7 +132,7 @@ def _failed(run, step, state, attempt, error, started, clock, payload, key, pend
 
 
 def schedule(run: RunRecord, step: Step, due: datetime.datetime, purpose: str = "delay") -> None:
-	now = now_datetime()
+	now = clock.now()
 	row = store.insert_pending(run.name, step.id, due, purpose)
 	state = run.states.setdefault(step.id, {})
 	state.update(status="scheduled", due=_iso(due), pending=row, scheduled_at=_iso(now))
@@ -150,10 +149,10 @@ def schedule_on_date(run: RunRecord, step: Step) -> None:
 			f"on_date: {rendered!r} (from {step.trigger.date!r}) is not a date or datetime; "
 			"check the step's trigger date"
 		)
-		state.update(status="failed", error=message, completed_at=_iso(now_datetime()))
+		state.update(status="failed", error=message, completed_at=_iso(clock.now()))
 		fail_run(run, f"Step '{step.id}' could not be scheduled: {message}")
 		return
-	if due <= now_datetime():
+	if due <= clock.now():
 		execute(run, step)
 	else:
 		schedule(run, step, due)
@@ -167,7 +166,7 @@ def _to_site_time(moment: datetime.datetime) -> datetime.datetime:
 
 
 def park(run: RunRecord, step: Step) -> None:
-	now = now_datetime()
+	now = clock.now()
 	state = run.states.setdefault(step.id, {})
 	state.update(status="waiting", parked_at=_iso(now), waiting_for=step.trigger.type)
 	if step.trigger.type == "on_webhook":
@@ -179,15 +178,13 @@ def park(run: RunRecord, step: Step) -> None:
 
 
 def skip(run: RunRecord, step: Step, reason: str) -> None:
-	run.states.setdefault(step.id, {}).update(
-		status="skipped", reason=reason, completed_at=_iso(now_datetime())
-	)
+	run.states.setdefault(step.id, {}).update(status="skipped", reason=reason, completed_at=_iso(clock.now()))
 
 
 def fail_run(run: RunRecord, message: str) -> None:
 	run.status = "failed"
 	run.error = message
-	run.completed_at = now_datetime()
+	run.completed_at = clock.now()
 	store.cancel_pending(run.name)
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import frappe
-from frappe.utils import now_datetime
 
 from flow_engine.engine.definition import Definition
+from flow_engine.runtime import clock
 
 TERMINAL = ("completed", "failed", "cancelled")
 RUN_COLUMNS = (
@@ -79,6 +79,16 @@ class RunRecord:
 		return self.status in TERMINAL
 
 
+def template_row(template: str) -> frappe._dict | None:
+	"""What starting a run needs from its Flow Template (one indexed read on every trigger)."""
+	rows = frappe.db.sql(
+		"select name, version, is_active, payload_schema from `tabFlow Template` where name=%s",
+		(template,),
+		as_dict=True,
+	)
+	return rows[0] if rows else None
+
+
 def load_run(name: str, lock: bool = False) -> RunRecord | None:
 	rows = frappe.db.sql(
 		f"select {RUN_COLUMNS} from `tabFlow Run` where name=%s" + (" for update" if lock else ""),
@@ -122,7 +132,7 @@ def relock(run: RunRecord) -> bool:
 
 
 def save_run(run: RunRecord) -> None:
-	run.modified = now_datetime()
+	run.modified = clock.now()
 	frappe.db.sql(
 		"""update `tabFlow Run` set status=%s, step_state=%s, variables=%s, error=%s, completed_at=%s,
 		waves=%s, steps_executed=%s, modified=%s where name=%s""",
@@ -142,7 +152,7 @@ def save_run(run: RunRecord) -> None:
 
 def insert_row(doctype: str, values: dict, name: str | None = None) -> str:
 	"""Insert one row without a Document round-trip (no hooks: internal doctypes only)."""
-	now = now_datetime()
+	now = clock.now()
 	user = frappe.session.user if getattr(frappe.local, "session", None) else "Administrator"
 	row = {
 		"name": name or frappe.generate_hash(length=12),
@@ -227,5 +237,5 @@ def cancel_pending(run: str, except_name: str | None = None) -> None:
 	frappe.db.sql(
 		"""update `tabFlow Step Pending` set status='cancelled', modified=%s
 		where run=%s and status in ('pending', 'running') and name != %s""",
-		(now_datetime(), run, except_name or ""),
+		(clock.now(), run, except_name or ""),
 	)

@@ -392,3 +392,51 @@ class TestRuns(FlowTestCase):
 		record = store.load_run(name)
 		self.assertEqual(record.status, "failed")
 		self.assertIn("longer than", record.error)
+
+	def test_desk_hears_each_commit_in_the_run_room_and_nothing_after_a_rollback(self):
+		import json
+
+		from frappe.utils.background_jobs import get_redis_connection_without_auth
+
+		template = make_flow(
+			"realtime",
+			[
+				{"id": "a", "kind": "set_variables", "payload": {"variables": {"x": 1}}},
+				{"id": "m", "kind": "wait", "depends_on": ["a"], "trigger": {"type": "manual"}},
+			],
+		).name
+		pubsub = get_redis_connection_without_auth().pubsub(ignore_subscribe_messages=True)
+		pubsub.subscribe("events")
+
+		def heard(run):
+			messages, deadline = [], datetime.datetime.now() + datetime.timedelta(seconds=2)
+			while datetime.datetime.now() < deadline:
+				raw = pubsub.get_message(timeout=0.1)
+				if raw:
+					data = json.loads(raw["data"])
+					if data["event"] == "flow_run_update" and data["message"]["run"] == run:
+						messages.append(data)
+			return messages
+
+		try:
+			name = runs.start_run(template)
+			frappe.db.commit()  # advanced here (inline): one commit, one message
+			[message] = heard(name)
+			self.assertEqual(message["room"], f"doc:Flow Run/{name}")
+			self.assertEqual(message["namespace"], frappe.local.site)
+			self.assertEqual(message["message"]["status"], "waiting")
+			self.assertEqual(message["message"]["states"]["a"]["status"], "completed")
+			self.assertEqual(message["message"]["states"]["m"]["status"], "waiting")
+			self.assertNotIn("token", message["message"]["states"]["m"])
+
+			runs.cancel_run(name)
+			frappe.db.rollback()
+			self.assertEqual(heard(name), [], "a rolled-back change is never announced")
+
+			runs.cancel_run(name)
+			frappe.db.commit()
+			[message] = heard(name)
+			self.assertEqual(message["message"]["status"], "cancelled")
+			self.assertEqual(message["message"]["states"]["m"]["status"], "cancelled")
+		finally:
+			pubsub.close()

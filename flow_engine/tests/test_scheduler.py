@@ -156,6 +156,48 @@ class TestScheduler(FlowTestCase):
 		self.assertIn("backend busy", pending.last_error)
 		self.assertEqual(frappe.db.count("Flow Step Attempt", {"run": name}), 3)
 
+	def _timer_jobs(self):
+		from frappe.utils.background_jobs import get_queue
+
+		return [
+			job
+			for job in get_queue("long").get_jobs()
+			if job and (job.kwargs or {}).get("method") == "flow_engine.runtime.scheduler.timer_loop"
+		]
+
+	def _drop_timer_jobs(self):
+		for job in self._timer_jobs():
+			job.delete()
+
+	def test_timer_is_queued_once_however_often_it_is_asked_for(self):
+		template = make_flow(
+			"timer once",
+			[{"id": "d", "kind": "wait", "trigger": {"type": "after_delay", "delay_seconds": 30}}],
+		).name
+		self._drop_timer_jobs()
+		frappe.cache.delete(frappe.cache.make_key(scheduler.TIMER_LOCK))
+		runs.start_run(template)
+		frappe.db.commit()  # advanced here (inline): its step is now due in 30 s
+		frappe.flags.flow_engine_inline = False
+		try:
+			for _ in range(5):  # every scheduled step, every minute tick asks for the timer
+				scheduler.ensure_timer()
+			queued = self._timer_jobs()
+			self.assertEqual(len(queued), 1, "one timer job waits in the queue, not one per request")
+			self.assertEqual(queued[0].kwargs["kwargs"], {"slot": 0})
+			scheduler.ensure_timer(slot=1, handover=True)  # a timer at the end of its life hands over
+			self.assertEqual(len(self._timer_jobs()), 2)
+		finally:
+			frappe.flags.flow_engine_inline = True
+			self._drop_timer_jobs()
+
+	def test_timer_with_nothing_due_soon_lets_its_worker_go_at_once(self):
+		frappe.cache.delete(frappe.cache.make_key(scheduler.TIMER_LOCK))
+		started = time.monotonic()
+		self.assertEqual(scheduler.timer_loop(seconds=30), 0)
+		self.assertLess(time.monotonic() - started, 1.0)
+		self.assertFalse(frappe.cache.exists(frappe.cache.make_key(scheduler.TIMER_LOCK)))
+
 	def test_timer_fires_within_a_second(self):
 		template = make_flow(
 			"timer", [{"id": "d", "kind": "wait", "trigger": {"type": "after_delay", "delay_seconds": 1}}]
