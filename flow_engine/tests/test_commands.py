@@ -73,3 +73,19 @@ class TestCommands(FlowTestCase):
 		preflight = bench("preflight")
 		self.assertIn("scheduler", preflight.stdout)
 		self.assertIn("workers", preflight.stdout)
+
+	def test_workers_fork_with_the_engine_loaded(self):
+		"""`bench worker` loads every app's commands before forking its jobs: ours bring the engine."""
+		probe = (
+			"import sys; from frappe.utils.bench_helper import get_app_groups; get_app_groups(); "
+			"print(all(m in sys.modules for m in "
+			"('flow_engine.runtime.runs', 'flow_engine.runtime.scheduler', 'flow_engine.kinds.documents')))"
+		)
+		out = subprocess.run(
+			[sys.executable, "-c", probe],
+			cwd=frappe.local.sites_path,
+			capture_output=True,
+			text=True,
+			timeout=120,
+		)
+		self.assertEqual(out.stdout.strip().splitlines()[-1:], ["True"], out.stderr[-2000:])
