@@ -73,6 +73,7 @@ class RunRecord:
 	modified: datetime.datetime | None = None
 	definition: Definition | None = None
 	published: dict = field(default_factory=dict)
+	unsaved_attempts: list = field(default_factory=list)  # written with the run row (save_run)
 
 	@property
 	def is_terminal(self) -> bool:
@@ -132,6 +133,7 @@ def relock(run: RunRecord) -> bool:
 
 
 def save_run(run: RunRecord) -> None:
+	"""Write the run row and the attempts recorded since the last save (one statement each)."""
 	run.modified = clock.now()
 	frappe.db.sql(
 		"""update `tabFlow Run` set status=%s, step_state=%s, variables=%s, error=%s, completed_at=%s,
@@ -148,27 +150,43 @@ def save_run(run: RunRecord) -> None:
 			run.name,
 		),
 	)
+	if run.unsaved_attempts:
+		insert_rows("Flow Step Attempt", run.unsaved_attempts)
+		run.unsaved_attempts = []
 
 
 def insert_row(doctype: str, values: dict, name: str | None = None) -> str:
 	"""Insert one row without a Document round-trip (no hooks: internal doctypes only)."""
+	return insert_rows(doctype, [values], [name])[0]
+
+
+def insert_rows(doctype: str, rows: list[dict], names: list[str | None] | None = None) -> list[str]:
+	"""Insert rows that share their columns in one statement (no hooks: internal doctypes only)."""
 	now = clock.now()
 	user = frappe.session.user if getattr(frappe.local, "session", None) else "Administrator"
-	row = {
-		"name": name or frappe.generate_hash(length=12),
-		"creation": now,
-		"modified": now,
-		"owner": user,
-		"modified_by": user,
-		"docstatus": 0,
-		"idx": 0,
-	}
-	for key, value in values.items():
-		row[key] = dumps(value) if isinstance(value, dict | list) else value
-	columns = ", ".join(f"`{key}`" for key in row)
-	placeholders = ", ".join(["%s"] * len(row))
-	frappe.db.sql(f"insert into `tab{doctype}` ({columns}) values ({placeholders})", tuple(row.values()))
-	return row["name"]
+	names = [name or frappe.generate_hash(length=12) for name in (names or [None] * len(rows))]
+	records = []
+	for name, values in zip(names, rows, strict=True):
+		record = {
+			"name": name,
+			"creation": now,
+			"modified": now,
+			"owner": user,
+			"modified_by": user,
+			"docstatus": 0,
+			"idx": 0,
+		}
+		for key, value in values.items():
+			record[key] = dumps(value) if isinstance(value, dict | list) else value
+		records.append(record)
+	columns = list(records[0])
+	placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+	frappe.db.sql(
+		f"insert into `tab{doctype}` ({', '.join(f'`{key}`' for key in columns)}) values "
+		+ ", ".join([placeholders] * len(records)),
+		tuple(record[key] for record in records for key in columns),
+	)
+	return names
 
 
 def record_attempt(
@@ -183,10 +201,14 @@ def record_attempt(
 	output: Any,
 	error: str | None,
 	idempotency_key: str,
-) -> str:
-	return insert_row(
-		"Flow Step Attempt",
+) -> None:
+	"""Record an attempt; it is written with the run's state by the next `save_run`, in the same
+	transaction as the step's effect (a run of many instant steps writes them all in one statement)."""
+	now = clock.now()
+	run.unsaved_attempts.append(
 		{
+			"creation": now,  # when it happened, not when it was written: attempts list in order
+			"modified": now,
 			"run": run.name,
 			"step_id": step_id,
 			"kind": kind,
@@ -198,7 +220,7 @@ def record_attempt(
 			"output": truncate_json(output),
 			"error": error,
 			"idempotency_key": idempotency_key,
-		},
+		}
 	)
 
 
