@@ -20,7 +20,7 @@ EVENT = "flow_run_update"
 def publish_run_update(run: str, message: dict) -> None:
 	"""Queue `message` for the run's room; the latest message per run goes out after commit."""
 	queued = getattr(frappe.local, "flow_engine_realtime", None)
-	if queued is None:
+	if queued is None or _flush not in frappe.db.after_commit._functions:
 		queued = frappe.local.flow_engine_realtime = {}
 		frappe.db.after_commit.add(_flush)
 		frappe.db.after_rollback.add(_clear)
