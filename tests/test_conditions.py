@@ -140,3 +140,12 @@ def test_checking_any_structure_never_crashes(structure):
 			evaluate(structure, CONTEXT)
 		except ConditionError:
 			pass
+
+
+def test_numbers_in_text_compare_as_numbers_and_words_as_text():
+	assert compare(" 2 ", "==", 2) and compare("2.50", "==", "2.5") and compare("-3", "<", "1e1")
+	assert compare(".5", "==", 0.5) and compare("+7", "==", "7")
+	assert compare("inf", ">", 10**300) and compare("-Infinity", "<", -(10**300))
+	assert not compare("nan", "==", "nan")  # as float() says: nan equals nothing
+	assert compare("never 1", "!=", "never 2") and not compare("abc", "==", 0)
+	assert compare("Nancy", "==", "Nancy") and compare("infinite", ">", "inf")  # words stay text

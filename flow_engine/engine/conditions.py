@@ -143,7 +143,8 @@ def default_resolver(context: Mapping, field: str) -> Any:
 	root = field.split(".", 1)[0]
 	if root in context:
 		return lookup(context, field)
-	return lookup(context.get("doc") or {}, field)
+	doc = context.get("doc")  # not `or {}`: a document view's truth would mean reading every field
+	return lookup(doc if doc is not None else {}, field)
 
 
 def _evaluate_native(node: Mapping, context: Mapping, resolve, depth: int) -> bool:
@@ -230,14 +231,21 @@ def _text(value: Any) -> str:
 	return str(value)
 
 
+_NUMBER_STARTS = frozenset("0123456789+-.")
+_NUMBER_WORDS = frozenset({"inf", "infinity", "nan"})  # float() reads these too
+
+
 def _number(value: Any):
 	if isinstance(value, bool):
 		return int(value)
 	if isinstance(value, int | float | decimal.Decimal):
 		return value
 	if isinstance(value, str):
+		text = value.strip()
+		if not text or (text[0] not in _NUMBER_STARTS and text.lower() not in _NUMBER_WORDS):
+			return None  # most text: no need to let float() raise (trigger conditions run on every save)
 		try:
-			return float(value.strip()) if value.strip() else None
+			return float(text)
 		except ValueError:
 			return None
 	return None

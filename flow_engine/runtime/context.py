@@ -2,15 +2,85 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import frappe
+from frappe.model import child_table_fields, datetime_fields, default_fields, float_like_fields, table_fields
+from frappe.utils import cint, cstr, flt
 
 from flow_engine.runtime import clock
 from flow_engine.runtime.store import RunRecord
 
 CUSTOMER_FIELDS = ("customer", "party_name")
+STANDARD_FIELDS = frozenset((*default_fields, *child_table_fields))
+
+
+class DocView(Mapping):
+	"""A live document as a condition reads it: the values `doc.as_dict(convert_dates_to_str=True)`
+	would hold (same sanitising, dates as text, child rows as views), field by field, without building
+	that dict for the whole document on every save (trigger conditions read one or two fields)."""
+
+	__slots__ = ("_doc",)
+
+	def __init__(self, doc):
+		self._doc = doc
+
+	def __contains__(self, key: object) -> bool:
+		if not isinstance(key, str):
+			return False
+		if key == "doctype" or key in STANDARD_FIELDS or self._doc.meta.has_field(key):
+			return True
+		return key.startswith("_") and key in self._doc.as_dict()  # __islocal, _user_tags, …
+
+	def __getitem__(self, key: str) -> Any:
+		doc = self._doc
+		if key == "doctype":
+			return doc.doctype
+		df = doc.meta.get_field(key) if isinstance(key, str) else None
+		if df is None:
+			if key in STANDARD_FIELDS:
+				return _as_text(doc.__dict__.get(key))
+			return doc.as_dict(convert_dates_to_str=True)[key]  # the rare rest, or KeyError
+		if df.fieldtype in table_fields:
+			return [DocView(row) for row in doc.get(key) or []]
+		if getattr(df, "is_virtual", False):
+			return doc.as_dict(convert_dates_to_str=True).get(key)
+		return _as_text(_sanitised(df, doc.__dict__.get(key)))
+
+	def __iter__(self) -> Iterator[str]:
+		return iter(self._doc.as_dict(convert_dates_to_str=True))
+
+	def __len__(self) -> int:
+		return len(self._doc.as_dict())
+
+	def __bool__(self) -> bool:
+		return True  # as its dict would be (it always has doctype and name); without reading it
+
+
+def _sanitised(df, value: Any) -> Any:
+	"""What Frappe's `get_valid_dict` makes of one field's value."""
+	if df.fieldtype == "Check":
+		return 1 if cint(value) else 0
+	if df.fieldtype == "Int" and not isinstance(value, int):
+		return cint(value)
+	if df.fieldtype == "JSON" and isinstance(value, dict):
+		return json.dumps(value, separators=(",", ":"))
+	if df.fieldtype in float_like_fields and not isinstance(value, float):
+		return flt(value)
+	if (df.fieldtype in datetime_fields and value == "") or (
+		getattr(df, "unique", False) and cstr(value).strip() == ""
+	):
+		return None
+	return value
+
+
+def _as_text(value: Any) -> Any:
+	if isinstance(value, datetime.date | datetime.time | datetime.timedelta):
+		return str(value)
+	return value
 
 
 class LazyDoc(Mapping):

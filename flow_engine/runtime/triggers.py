@@ -15,6 +15,7 @@ import frappe
 
 from flow_engine.engine import conditions
 from flow_engine.runtime import jobs, runs, store
+from flow_engine.runtime.context import DocView
 
 CACHE_KEY = "flow_engine:trigger_map"
 OWN_DOCTYPES = frozenset(
@@ -39,6 +40,7 @@ IGNORED_DOCTYPES = OWN_DOCTYPES | {
 	"Deleted Document",
 }
 INSERT_EVENTS = ("after_insert",)
+VALUE_CHANGED_METHODS = ("on_update", "on_update_after_submit")
 
 
 def _skip_now() -> bool:
@@ -66,7 +68,7 @@ def get_trigger_map() -> dict:
 
 
 def build_trigger_map() -> dict:
-	doctypes: dict[str, list] = {}
+	doctypes: dict[str, dict[str, list]] = {}  # doctype → document event → flows
 	custom: dict[str, list] = {}
 	rows = frappe.get_all(
 		"Flow Template",
@@ -92,7 +94,10 @@ def build_trigger_map() -> dict:
 		if row.trigger_event == "custom" and row.custom_event:
 			custom.setdefault(row.custom_event, []).append(entry)
 		elif row.trigger_doctype and row.trigger_event not in ("manual", "custom", None, ""):
-			doctypes.setdefault(row.trigger_doctype, []).append(entry)
+			by_method = doctypes.setdefault(row.trigger_doctype, {})
+			methods = VALUE_CHANGED_METHODS if row.trigger_event == "value_changed" else (row.trigger_event,)
+			for method in methods:
+				by_method.setdefault(method, []).append(entry)
 	return {"doctypes": doctypes, "custom": custom}
 
 
@@ -105,7 +110,8 @@ def on_doc_event(doc, method: str | None = None) -> None:
 	"""doc_events["*"] handler for every supported event."""
 	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
 		return
-	entries = get_trigger_map()["doctypes"].get(doc.doctype)
+	by_method = get_trigger_map()["doctypes"].get(doc.doctype)
+	entries = by_method.get(method) if by_method else None
 	if not entries:
 		return
 	matched = [entry for entry in entries if _event_matches(entry, doc, method)]
@@ -126,7 +132,7 @@ def on_doc_event(doc, method: str | None = None) -> None:
 			continue
 		try:
 			if entry.get("condition"):
-				data = data or {"doc": doc.as_dict(convert_dates_to_str=True)}
+				data = data or {"doc": DocView(doc)}
 				if not conditions.evaluate(entry["condition"], data):
 					continue
 			_start_safely(
@@ -151,7 +157,7 @@ def _event_matches(entry: Mapping, doc, method: str | None) -> bool:
 	event = entry["event"]
 	if event == method:
 		return True
-	if event == "value_changed" and method in ("on_update", "on_update_after_submit"):
+	if event == "value_changed" and method in VALUE_CHANGED_METHODS:
 		if doc.flags.in_insert or not entry.get("field"):
 			return False
 		return bool(doc.get_doc_before_save()) and doc.has_value_changed(entry["field"])
@@ -187,10 +193,7 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 			frappe.log_error(title=f"flow_engine: custom event '{event}' nested {depth} deep; not started")
 			continue
 		if entry.get("condition"):
-			data = {
-				"doc": doc.as_dict(convert_dates_to_str=True) if doc is not None else {},
-				"input": dict(payload or {}),
-			}
+			data = {"doc": DocView(doc) if doc is not None else {}, "input": dict(payload or {})}
 			if not conditions.evaluate(entry["condition"], data):
 				continue
 		name = _start_safely(

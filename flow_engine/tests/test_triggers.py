@@ -114,6 +114,34 @@ class TestTriggers(FlowTestCase):
 		self.assertEqual([run_of(template).reference_name], [big.name])
 		self.assertEqual(len(runs_of(template)), 1)
 
+	def test_conditions_read_a_document_as_its_dict(self):
+		from flow_engine.engine import conditions
+		from flow_engine.engine.templating import lookup
+		from flow_engine.runtime.context import DocView
+
+		contact = frappe.get_doc(
+			{
+				"doctype": "Contact",
+				"first_name": "Ada",
+				"unsubscribed": 1,
+				"email_ids": [{"email_id": "ada@example.com", "is_primary": 1}],
+			}
+		)
+		contact.creation = frappe.utils.get_datetime("2026-01-02 03:04:05.000006")
+		plain, view = contact.as_dict(convert_dates_to_str=True), DocView(contact)
+		for field in [*plain, "email_ids.0.email_id", "email_ids.0.is_primary", "nothing", "flags", "_meta"]:
+			self.assertEqual(lookup(view, field), lookup(plain, field), field)
+		self.assertEqual(set(view), set(plain))
+		self.assertEqual(view["creation"], "2026-01-02 03:04:05.000006")
+		for condition in (
+			{"field": "email_ids.0.email_id", "op": "ends_with", "value": "@example.com"},
+			{"field": "creation", "op": "<", "value": "2026-02-01"},
+			{"field": "unsubscribed", "op": "==", "value": True},
+			{"and": [{"==": [{"var": "doc.first_name"}, "Ada"]}, {"var": "doc.email_ids.0.is_primary"}]},
+		):
+			self.assertTrue(conditions.evaluate(condition, {"doc": view}), condition)
+			self.assertTrue(conditions.evaluate(condition, {"doc": plain}), condition)
+
 	def test_jsonlogic_condition(self):
 		template = make_flow(
 			"jsonlogic",
