@@ -149,3 +149,50 @@ def test_numbers_in_text_compare_as_numbers_and_words_as_text():
 	assert not compare("nan", "==", "nan")  # as float() says: nan equals nothing
 	assert compare("never 1", "!=", "never 2") and not compare("abc", "==", 0)
 	assert compare("Nancy", "==", "Nancy") and compare("infinite", ">", "inf")  # words stay text
+
+
+_fields = st.sampled_from(["", "x", "doc.x", "y", "input.y", "{{x}}", " doc.items.0.q ", "missing", "doc"])
+_values = st.one_of(
+	st.none(),
+	st.booleans(),
+	st.integers(-5, 5),
+	st.floats(allow_nan=False, allow_infinity=False, width=16),
+	st.sampled_from(["", "a", "A,b", "1", " 2 ", "yes", "2026-01-02", "{{x}}", "{{input.y}}", "x{{doc.x}}"]),
+	st.lists(st.sampled_from(["a", 1, "2", None]), max_size=3),
+)
+_leaf = st.builds(
+	lambda field, op, value: {"field": field, "op": op, "value": value},
+	_fields,
+	st.sampled_from(OPS),
+	_values,
+)
+_condition = st.recursive(
+	_leaf,
+	lambda inner: st.one_of(
+		st.builds(lambda xs: {"all": xs}, st.lists(inner, min_size=1, max_size=3)),
+		st.builds(lambda xs: {"any": xs}, st.lists(inner, min_size=1, max_size=3)),
+	),
+	max_leaves=6,
+)
+_doc = st.fixed_dictionaries(
+	{"x": _values, "y": _values, "items": st.lists(st.fixed_dictionaries({"q": _values}), max_size=2)}
+)
+
+
+@given(_condition, _doc, _values)
+def test_compiled_conditions_decide_exactly_as_evaluate(condition, doc, y):
+	from flow_engine.engine.conditions import compile_condition
+
+	context = {"doc": doc, "input": {"y": y}}
+	assert compile_condition(condition)(context) == evaluate(condition, context)
+
+
+def test_compiled_conditions_keep_empty_and_jsonlogic_meaning():
+	from flow_engine.engine.conditions import compile_condition
+
+	assert compile_condition(None)({}) is True
+	logic = {"==": [{"var": "doc.status"}, "Open"]}
+	assert compile_condition(logic)({"doc": {"status": "Open"}}) is True
+	assert compile_condition(logic)({"doc": {"status": "Closed"}}) is False
+	with pytest.raises(ConditionError):
+		compile_condition({"field": "x", "op": "~="})

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flow_engine.engine import jsonlogic
 from flow_engine.engine.errors import ConditionError
-from flow_engine.engine.templating import lookup, render
+from flow_engine.engine.templating import lookup, placeholders, render
 
 MAX_DEPTH = 12
 OPS = (
@@ -133,6 +134,74 @@ def evaluate(
 	if problems:
 		raise ConditionError("; ".join(f"{path or 'condition'}: {msg}" for path, msg in problems))
 	return bool(jsonlogic.evaluate(condition, context))
+
+
+def dumps_condition(condition: Any) -> str:
+	"""A stable text for a condition (a cache key)."""
+	return json.dumps(condition, sort_keys=True, default=str)
+
+
+def compile_condition(condition: Any) -> Callable[[Mapping], bool]:
+	"""`evaluate` with the structure worked out once: for conditions checked on every save.
+
+	The returned function gives exactly what `evaluate(condition, context)` gives (the default
+	resolver); field paths are split and constant values kept as they are ahead of time.
+	"""
+	if is_empty_condition(condition):
+		return lambda context: True
+	if not is_native(condition):
+		return lambda context: evaluate(condition, context)
+	return _compile_native(condition, 0)
+
+
+def _compile_native(node: Mapping, depth: int) -> Callable[[Mapping], bool]:
+	if depth > MAX_DEPTH:
+		raise ConditionError(f"conditions may nest at most {MAX_DEPTH} levels")
+	for group, combine in (("all", all), ("any", any)):
+		if group in node:
+			parts = [_compile_native(item, depth + 1) for item in node[group]]
+			return lambda context: combine(part(context) for part in parts)
+	op = node.get("op", "==")
+	if op not in OPS:
+		raise ConditionError(f"unknown operator {op!r}")
+	field = str(node.get("field", "")).strip()
+	if field.startswith("{{") and field.endswith("}}"):
+		field = field[2:-2].strip()
+	root = field.split(".", 1)[0]
+	value = node.get("value")
+	constant = not any(True for _ in placeholders(value))
+	simple = bool(field) and "." not in field
+
+	def resolve(context: Mapping) -> Any:
+		if root in context:
+			return lookup(context, field)
+		doc = context.get("doc")
+		if simple and isinstance(doc, Mapping):
+			return doc[field] if field in doc else None
+		return lookup(doc if doc is not None else {}, field)
+
+	if constant and op in ("==", "!=") and isinstance(value, str) and _number(value) is None:
+		# the common trigger test, a field against fixed text: `_equal` with the text side worked out
+		expected_text, expected_truth, negate = _text(value), _truthy_text(value), op == "!="
+
+		def equals_text(context: Mapping) -> bool:
+			actual = resolve(context)
+			if actual is None:
+				same = expected_text == ""
+			elif isinstance(actual, bool):
+				same = _truthy_text(actual) == expected_truth
+			elif isinstance(actual, list | dict):
+				same = False
+			else:
+				same = _text(actual) == expected_text
+			return same != negate
+
+		return equals_text
+
+	def check(context: Mapping) -> bool:
+		return compare(resolve(context), op, value if constant else render(value, context))
+
+	return check
 
 
 def default_resolver(context: Mapping, field: str) -> Any:

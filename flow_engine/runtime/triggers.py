@@ -9,7 +9,7 @@ the Error Log. A flow whose own step saves its trigger document does not re-trig
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import frappe
 
@@ -90,6 +90,7 @@ def build_trigger_map() -> dict:
 			"field": row.trigger_field,
 			"doctype": row.trigger_doctype,
 			"condition": store.loads(row.trigger_condition, default={}) or None,
+			"condition_text": row.trigger_condition or "",
 		}
 		if row.trigger_event == "custom" and row.custom_event:
 			custom.setdefault(row.custom_event, []).append(entry)
@@ -133,7 +134,7 @@ def on_doc_event(doc, method: str | None = None) -> None:
 		try:
 			if entry.get("condition"):
 				data = data or {"doc": DocView(doc)}
-				if not conditions.evaluate(entry["condition"], data):
+				if not _compiled(entry)(data):
 					continue
 			_start_safely(
 				entry["template"],
@@ -147,6 +148,20 @@ def on_doc_event(doc, method: str | None = None) -> None:
 			frappe.log_error(
 				title=f"flow_engine: trigger of flow '{entry['template']}' failed on {doc.doctype} {doc.name}"
 			)
+
+
+_COMPILED: dict[str, Callable[[Mapping], bool]] = {}
+
+
+def _compiled(entry: Mapping) -> Callable[[Mapping], bool]:
+	"""The entry's condition compiled once per process (keyed by its text, so an edit recompiles)."""
+	key = entry.get("condition_text") or conditions.dumps_condition(entry["condition"])
+	check = _COMPILED.get(key)
+	if check is None:
+		if len(_COMPILED) > 2000:
+			_COMPILED.clear()
+		check = _COMPILED[key] = conditions.compile_condition(entry["condition"])
+	return check
 
 
 def _event_name(entry: Mapping, method: str | None) -> str:
@@ -194,7 +209,7 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 			continue
 		if entry.get("condition"):
 			data = {"doc": DocView(doc) if doc is not None else {}, "input": dict(payload or {})}
-			if not conditions.evaluate(entry["condition"], data):
+			if not _compiled(entry)(data):
 				continue
 		name = _start_safely(
 			entry["template"],
