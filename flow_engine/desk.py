@@ -61,6 +61,7 @@ def editor_data(template: str) -> dict:
 		"definition": definition,
 		"layout": store.loads(doc.editor_layout, {}) or {},
 		"kinds": installed_kinds(),
+		"trigger_events": ["manual", *definition_language.DOC_EVENTS, "custom"],
 		"can_write": bool(frappe.has_permission("Flow Template", "write", doc=template)),
 		"apps": frappe.get_installed_apps(),
 	}

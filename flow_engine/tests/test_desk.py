@@ -47,6 +47,10 @@ class TestDesk(FlowTestCase):
 		self.assertTrue(any(f["required"] for f in kinds["comment"]["fields"]))
 		self.assertTrue(data["can_write"])
 		self.assertEqual(data["template"]["version"], flow.version)
+		from flow_engine.engine.definition import FLOW_EVENTS
+
+		self.assertEqual(sorted(data["trigger_events"]), sorted(FLOW_EVENTS))  # one list, the engine's
+		self.assertEqual(data["trigger_events"][0], "manual")
 
 	def test_save_flow_saves_definition_trigger_layout_and_bumps_version(self):
 		flow = make_flow("Desk Save", STEPS[:1])

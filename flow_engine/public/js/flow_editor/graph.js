@@ -35,17 +35,6 @@ export const CONDITION_OPS = [
 ];
 export const UNARY_OPS = ["empty", "not_empty"];
 export const LIST_OPS = ["in", "not_in"];
-export const FLOW_EVENTS = [
-	"manual",
-	"after_insert",
-	"on_update",
-	"on_submit",
-	"on_cancel",
-	"on_trash",
-	"on_update_after_submit",
-	"value_changed",
-	"custom",
-];
 
 // ------------------------------------------------------------------ basics
 

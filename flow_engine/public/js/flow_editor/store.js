@@ -15,6 +15,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 	const definition = ref(graph.emptyDefinition());
 	const positions = ref({});
 	const kinds = ref([]);
+	const trigger_events = ref(["manual"]); // served by the engine with the template (editor_data)
 	const selected = ref(null); // {type: "step"|"edge"|"trigger", id}
 	const errors = ref([]);
 	const validating = ref(false);
@@ -59,6 +60,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		const { message: data } = await frappe.call(DESK + "editor_data", { template: template_name });
 		template.value = data.template;
 		kinds.value = data.kinds;
+		trigger_events.value = data.trigger_events;
 		const def = graph.normalise(data.definition);
 		def.trigger = def.trigger || { event: "manual" };
 		definition.value = def;
@@ -562,6 +564,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		definition,
 		positions,
 		kinds,
+		trigger_events,
 		kind_map,
 		selected,
 		selected_step,
