@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -134,11 +133,6 @@ def evaluate(
 	if problems:
 		raise ConditionError("; ".join(f"{path or 'condition'}: {msg}" for path, msg in problems))
 	return bool(jsonlogic.evaluate(condition, context))
-
-
-def dumps_condition(condition: Any) -> str:
-	"""A stable text for a condition (a cache key)."""
-	return json.dumps(condition, sort_keys=True, default=str)
 
 
 def compile_condition(condition: Any) -> Callable[[Mapping], bool]:

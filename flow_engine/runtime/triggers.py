@@ -17,7 +17,8 @@ from flow_engine.engine import conditions
 from flow_engine.runtime import jobs, runs, store
 from flow_engine.runtime.context import DocView
 
-CACHE_KEY = "flow_engine:trigger_map"
+# the map's shape is part of the key: code reading a new shape never meets a map cached by older code
+CACHE_KEY = "flow_engine:trigger_map:v2"
 OWN_DOCTYPES = frozenset(
 	{
 		"Flow Template",
@@ -155,7 +156,7 @@ _COMPILED: dict[str, Callable[[Mapping], bool]] = {}
 
 def _compiled(entry: Mapping) -> Callable[[Mapping], bool]:
 	"""The entry's condition compiled once per process (keyed by its text, so an edit recompiles)."""
-	key = entry.get("condition_text") or conditions.dumps_condition(entry["condition"])
+	key = entry["condition_text"]
 	check = _COMPILED.get(key)
 	if check is None:
 		if len(_COMPILED) > 2000:
