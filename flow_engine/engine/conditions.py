@@ -158,9 +158,7 @@ def _compile_native(node: Mapping, depth: int) -> Callable[[Mapping], bool]:
 	op = node.get("op", "==")
 	if op not in OPS:
 		raise ConditionError(f"unknown operator {op!r}")
-	field = str(node.get("field", "")).strip()
-	if field.startswith("{{") and field.endswith("}}"):
-		field = field[2:-2].strip()
+	field = _field_path(str(node.get("field", "")))
 	root = field.split(".", 1)[0]
 	value = node.get("value")
 	constant = not any(True for _ in placeholders(value))
@@ -198,11 +196,17 @@ def _compile_native(node: Mapping, depth: int) -> Callable[[Mapping], bool]:
 	return check
 
 
-def default_resolver(context: Mapping, field: str) -> Any:
-	"""A dotted path into the context; a bare name that is not a context root means a doc field."""
+def _field_path(field: str) -> str:
+	"""A condition's field as a dotted path: `doc.status`, `{{doc.status}}` and ` status ` alike."""
 	field = field.strip()
 	if field.startswith("{{") and field.endswith("}}"):
 		field = field[2:-2].strip()
+	return field
+
+
+def default_resolver(context: Mapping, field: str) -> Any:
+	"""A dotted path into the context; a bare name that is not a context root means a doc field."""
+	field = _field_path(field)
 	root = field.split(".", 1)[0]
 	if root in context:
 		return lookup(context, field)
