@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import frappe
 
@@ -34,19 +36,36 @@ def after_commit(method: str, queue: str = QUEUE, **kwargs) -> None:
 ADVANCE_BATCH = 50  # runs per worker job: Frappe pays ~0.3-0.5 s to start each job
 
 
+def transaction_buffer(attr: str, flush: Callable[[], None], empty: Callable[[], Any]) -> Any:
+	"""This transaction's buffer in `frappe.local.<attr>`, handed to `flush` after commit.
+
+	A rollback drops Frappe's after-commit callbacks, so the next call finds `flush` gone and starts
+	a fresh buffer: nothing queued in a rolled-back transaction goes out.
+	"""
+	buffer = getattr(frappe.local, attr, None)
+	if buffer is None or flush not in frappe.db.after_commit._functions:
+		buffer = empty()
+		setattr(frappe.local, attr, buffer)
+		frappe.db.after_commit.add(flush)
+	return buffer
+
+
+def take_buffer(attr: str, empty: Callable[[], Any]) -> Any:
+	"""What `transaction_buffer` collected (for its flush); the next transaction starts afresh."""
+	buffer = getattr(frappe.local, attr, None)
+	setattr(frappe.local, attr, None)
+	return buffer if buffer is not None else empty()
+
+
 def schedule_advance(run: str) -> None:
 	"""Advance `run` after commit. Runs started in one transaction share jobs (bulk starts are cheap)."""
-	pending = getattr(frappe.local, "flow_engine_to_advance", None)
-	if pending is None or _dispatch_advances not in frappe.db.after_commit._functions:
-		pending = frappe.local.flow_engine_to_advance = []
-		frappe.db.after_commit.add(_dispatch_advances)
+	pending = transaction_buffer("flow_engine_to_advance", _dispatch_advances, list)
 	if run not in pending:
 		pending.append(run)
 
 
 def _dispatch_advances() -> None:
-	pending = getattr(frappe.local, "flow_engine_to_advance", None) or []
-	frappe.local.flow_engine_to_advance = None
+	pending = take_buffer("flow_engine_to_advance", list)
 	try:
 		if inline_mode():
 			from flow_engine.runtime.runs import advance

@@ -14,16 +14,15 @@ from contextlib import suppress
 import frappe
 import redis
 
+from flow_engine.runtime import jobs
+
 EVENT = "flow_run_update"
+BUFFER = "flow_engine_realtime"
 
 
 def publish_run_update(run: str, message: dict) -> None:
 	"""Queue `message` for the run's room; the latest message per run goes out after commit."""
-	queued = getattr(frappe.local, "flow_engine_realtime", None)
-	if queued is None or _flush not in frappe.db.after_commit._functions:
-		queued = frappe.local.flow_engine_realtime = {}
-		frappe.db.after_commit.add(_flush)
-		frappe.db.after_rollback.add(_clear)
+	queued = jobs.transaction_buffer(BUFFER, _flush, dict)
 	previous = queued.get(run)
 	if previous is not None:  # two commits' worth in one transaction: merge the step deltas
 		message = {**message, "states": {**previous["states"], **message["states"]}}
@@ -31,8 +30,7 @@ def publish_run_update(run: str, message: dict) -> None:
 
 
 def _flush() -> None:
-	queued = getattr(frappe.local, "flow_engine_realtime", None) or {}
-	_clear()
+	queued = jobs.take_buffer(BUFFER, dict)
 	if not queued:
 		return
 	from frappe.utils.background_jobs import get_redis_connection_without_auth
@@ -52,7 +50,3 @@ def _flush() -> None:
 					default=str,
 				),
 			)
-
-
-def _clear() -> None:
-	frappe.local.flow_engine_realtime = None
