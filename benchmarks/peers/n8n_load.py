@@ -38,10 +38,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
+
+from peer_dirs import writable_dir
 
 HOST = "127.0.0.1"  # loopback only, never configurable
 DEFAULT_N8N_DIR = "/opt/peers/n8n"
@@ -59,23 +60,6 @@ OWNER = {
 def log(msg: str):
 	sys.stderr.write(f"n8n_load: {msg}\n")
 	sys.stderr.flush()
-
-
-def writable_dir(path: str, name: str) -> str:
-	"""`path`, or a per-user directory under the temp dir when this user cannot use it."""
-	try:
-		os.makedirs(path, exist_ok=True)
-		# Usable when this user can write the directory and what another user's run left in it.
-		if os.access(path, os.W_OK | os.X_OK) and all(
-			os.access(os.path.join(path, entry), os.W_OK) for entry in os.listdir(path)
-		):
-			return path
-	except OSError:
-		pass
-	alt = os.path.join(tempfile.gettempdir(), f"flow-engine-peers-{os.getuid()}", name)
-	os.makedirs(alt, exist_ok=True)
-	log(f"{path} is not writable by this user (or holds another user's files); using {alt}")
-	return alt
 
 
 class Fatal(Exception):
@@ -197,7 +181,7 @@ class N8n:
 		with socket.socket() as s:
 			if s.connect_ex((HOST, self.args.port)) == 0:
 				raise Fatal(f"port {self.args.port} on {HOST} is already in use (another n8n?); pass --port")
-		self.args.home = writable_dir(self.args.home, "n8n-home")
+		self.args.home = writable_dir(self.args.home, "n8n-home", "n8n_load")
 		self.log_path = os.path.join(self.args.home, "n8n-bench.log")
 		data_dir = os.path.join(self.args.home, ".n8n")
 		if not self.args.reuse_home and os.path.isdir(data_dir):

@@ -32,9 +32,10 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 import traceback
+
+from peer_dirs import writable_dir
 
 DEFAULT_VENV_PYTHON = os.environ.get("PEER_PREFECT_PYTHON", "/opt/peers/prefect-venv/bin/python")
 DEFAULT_HOME = "/opt/peers/prefect-home"
@@ -88,28 +89,9 @@ def _die(msg: str, code: int = 2):
 	sys.exit(code)
 
 
-def _writable_dir(path: str, name: str) -> str:
-	"""`path`, or a per-user directory under the temp dir when this user cannot use it."""
-	try:
-		os.makedirs(path, exist_ok=True)
-		# Usable when this user can write the directory and what another user's run left in it.
-		if os.access(path, os.W_OK | os.X_OK) and all(
-			os.access(os.path.join(path, entry), os.W_OK) for entry in os.listdir(path)
-		):
-			return path
-	except OSError:
-		pass
-	alt = os.path.join(tempfile.gettempdir(), f"flow-engine-peers-{os.getuid()}", name)
-	os.makedirs(alt, exist_ok=True)
-	sys.stderr.write(
-		f"prefect_chain: {path} is not writable by this user (or holds another user's files); using {alt}\n"
-	)
-	return alt
-
-
 def _local_only_env(prefect_home: str):
 	"""Prefect's default local setup, with nothing reaching the internet. Must run before import."""
-	prefect_home = _writable_dir(prefect_home, "prefect-home")
+	prefect_home = writable_dir(prefect_home, "prefect-home", "prefect_chain")
 	os.environ["PREFECT_HOME"] = prefect_home
 	# No remote API: Prefect then starts its temporary local server (SQLite under PREFECT_HOME).
 	for var in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
