@@ -175,14 +175,27 @@ def tree_rss_mb(pid: int) -> float:
 	return total / 1024
 
 
-def wait_runs(template: str, count: int, timeout: float, statuses=("completed",)) -> float:
-	"""Seconds until `count` runs of `template` reach a final status (raises on timeout)."""
+def wait_runs(
+	template: str,
+	count: int,
+	timeout: float,
+	statuses=("completed",),
+	sample=None,
+	poll: float = 0.02,
+) -> float:
+	"""Seconds until `count` runs of `template` reach a final status (raises on timeout or failures).
+
+	`sample`, if given, is called at most every RSS_SAMPLE_INTERVAL seconds while waiting.
+	"""
 	import frappe
 
-	start = time.monotonic()
+	start = sampled = time.monotonic()
 	while True:
 		frappe.db.rollback()
 		done = frappe.db.count("Flow Run", {"template": template, "status": ["in", [*statuses, "failed"]]})
+		if sample and time.monotonic() - sampled >= RSS_SAMPLE_INTERVAL:
+			sample()
+			sampled = time.monotonic()
 		if done >= count:
 			failed = frappe.db.count("Flow Run", {"template": template, "status": "failed"})
 			if failed:
@@ -191,7 +204,10 @@ def wait_runs(template: str, count: int, timeout: float, statuses=("completed",)
 			return time.monotonic() - start
 		if time.monotonic() - start > timeout:
 			raise TimeoutError(f"only {done}/{count} runs of {template} finished in {timeout:.0f}s")
-		time.sleep(0.02)
+		time.sleep(poll)
+
+
+RSS_SAMPLE_INTERVAL = 0.5  # seconds: sampling must not take CPU from the worker it measures
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -486,7 +502,8 @@ TWO_STEPS = [
 ]
 
 
-def throughput_events(template: str, count: int, workers: Workers | None = None, sample_rss=None) -> float:
+def throughput_events(template: str, count: int, sample_rss=None) -> float:
+	"""Runs completed per second: `count` custom events raised in bulk, until every run has finished."""
 	import frappe
 
 	from flow_engine import dispatch_event
@@ -499,28 +516,8 @@ def throughput_events(template: str, count: int, workers: Workers | None = None,
 	frappe.db.commit()
 	if sample_rss:
 		sample_rss()
-	elapsed = wait_runs_sampling(template, count, 600, sample_rss)
-	return count / (time.monotonic() - start if elapsed else 1)
-
-
-RSS_SAMPLE_INTERVAL = 0.5  # seconds
-
-
-def wait_runs_sampling(template, count, timeout, sample_rss):
-	import frappe
-
-	start = sampled = time.monotonic()
-	while True:
-		frappe.db.rollback()
-		done = frappe.db.count("Flow Run", {"template": template, "status": ["in", ["completed", "failed"]]})
-		if sample_rss and time.monotonic() - sampled >= RSS_SAMPLE_INTERVAL:
-			sample_rss()
-			sampled = time.monotonic()
-		if done >= count:
-			return time.monotonic() - start
-		if time.monotonic() - start > timeout:
-			raise TimeoutError(f"{done}/{count} runs finished")
-		time.sleep(0.05)
+	wait_runs(template, count, 600, sample=sample_rss, poll=0.05)
+	return count / (time.monotonic() - start)
 
 
 def same_doc_work(count: int) -> float:
@@ -587,7 +584,6 @@ def bench_throughput(smoke: bool) -> None:
 				throughput_events(
 					template,
 					count,
-					workers,
 					lambda: rss.append(sum(tree_rss_mb(pid) for pid in workers.pids())),
 				)
 			)
