@@ -154,6 +154,14 @@ class Workers:
 				proc.kill()
 
 
+@contextmanager
+def production_workers(per_kind: int = 1):
+	"""The workers `bench setup production` runs (bench's supervisor template, multi-queue consumption,
+	as on Frappe v15): `background_workers` short workers and as many long ones, all serving default."""
+	with Workers(per_kind, "short,default"), Workers(per_kind, "long,default,short"):
+		yield
+
+
 def tree_rss_mb(pid: int) -> float:
 	"""Resident memory of a process and its children (RQ forks a work horse per job).
 
@@ -587,9 +595,7 @@ def bench_throughput(smoke: bool) -> None:
 					lambda: rss.append(sum(tree_rss_mb(pid) for pid in workers.pids())),
 				)
 			)
-	# `bench setup production` (supervisor, multi-queue consumption): `background_workers` short and
-	# as many long workers, all consuming the default queue
-	with Workers(default_workers, "short,default"), Workers(default_workers, "long,default,short"):
+	with production_workers(default_workers):
 		frappe.db.sql("delete from `tabFlow Run` where template=%s", template)
 		frappe.db.commit()
 		production = throughput_events(template, count)
@@ -683,8 +689,7 @@ def bench_precision(smoke: bool) -> None:
 	)
 	names = []
 	try:
-		# production-like: one short/default worker and one that also serves the long queue
-		with Workers(1, "short,default"), Workers(1, "short,default,long"):
+		with production_workers():  # the scheduler process and workers as in production
 			base = now_datetime()
 			for offset in offsets:
 				at = add_to_date(base, seconds=offset).isoformat(sep=" ")
