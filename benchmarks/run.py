@@ -28,6 +28,7 @@ BENCH = Path(os.environ.get("FLOW_ENGINE_BENCH", "/home/frappe/frappe-bench"))
 SITES = BENCH / "sites"
 PREFIX = "_bench "
 results: dict[str, dict] = {}
+ARGS = argparse.Namespace(recovery_runs=300, recovery_wait=300.0, db_restart_cmd=None)
 
 
 def log(message: str) -> None:
@@ -117,8 +118,9 @@ def cleanup() -> None:
 class Workers:
 	"""RQ workers for this bench, started and stopped by the benchmark."""
 
-	def __init__(self, count: int, queues: str = "default,short,long"):
+	def __init__(self, count: int, queues: str = "default,short,long", new_session: bool = False):
 		self.count, self.queues, self.procs = count, queues, []
+		self.new_session = new_session  # own process group: kill() takes the work horse down too
 
 	def __enter__(self):
 		for _ in range(self.count):
@@ -136,17 +138,30 @@ class Workers:
 					cwd=SITES,
 					stdout=subprocess.DEVNULL,
 					stderr=subprocess.DEVNULL,
+					start_new_session=self.new_session,
 				)
 			)
 		time.sleep(3)
 		return self
+
+	def kill(self, index: int) -> None:
+		"""SIGKILL one worker (with its work horse when started in its own session)."""
+		import signal
+
+		proc = self.procs[index]
+		if self.new_session:
+			os.killpg(proc.pid, signal.SIGKILL)
+		else:
+			proc.kill()
+		proc.wait()
 
 	def pids(self) -> list[int]:
 		return [proc.pid for proc in self.procs]
 
 	def __exit__(self, *exc):
 		for proc in self.procs:
-			proc.terminate()
+			if proc.poll() is None:
+				proc.terminate()
 		for proc in self.procs:
 			try:
 				proc.wait(timeout=20)
@@ -858,6 +873,111 @@ def check_bytecode() -> None:
 		)
 
 
+# ---------------------------------------------------------------- recovery (chaos)
+
+
+def bench_recovery(smoke: bool) -> None:
+	"""N runs of "create a ToDo → wait 3 s → close it" started by Note inserts, with two workers and
+	`bench schedule`; one worker is killed with SIGKILL during the inserts and MariaDB is restarted
+	(--db-restart-cmd) one second after them. Reports completed, lost and duplicated runs and the
+	seconds from the database being back to the last run completed."""
+	import frappe
+
+	count = 30 if smoke else ARGS.recovery_runs
+	if not ARGS.db_restart_cmd:
+		results["r"] = {"skipped": "give --db-restart-cmd (e.g. 'service mariadb restart' as root)"}
+		log("r: skipped (no --db-restart-cmd)")
+		return
+	template = make_flow(
+		"recovery",
+		[
+			{
+				"id": "make",
+				"kind": "create_doc",
+				"payload": {"doctype": "ToDo", "fields": {"description": "[bench] {{run.name}}"}},
+			},
+			{
+				"id": "pause",
+				"kind": "wait",
+				"depends_on": ["make"],
+				"trigger": {"type": "after_delay", "delay_seconds": 3},
+			},
+			{
+				"id": "close",
+				"kind": "update_doc",
+				"depends_on": ["pause"],
+				"payload": {
+					"doctype": "ToDo",
+					"name": "{{steps.make.result.name}}",
+					"fields": {"status": "Closed"},
+				},
+			},
+		],
+		doctype="Note",
+		event="after_insert",
+	)
+	frappe.flags.flow_engine_inline = False
+	scheduler_proc = subprocess.Popen(
+		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "schedule"],
+		cwd=SITES,
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+	try:
+		with Workers(2, "default,short,long", new_session=True) as workers:
+			log(f"r: inserting {count} Notes; one worker is killed a third of the way")
+			for index in range(count):
+				frappe.get_doc({"doctype": "Note", "title": f"[bench] recovery {index}"}).insert()
+				frappe.db.commit()
+				if index == count // 3:
+					workers.kill(0)
+			time.sleep(1)
+			log(f"r: restarting MariaDB: {ARGS.db_restart_cmd}")
+			subprocess.run(ARGS.db_restart_cmd, shell=True, check=True)
+			for _ in range(120):
+				try:
+					frappe.db.close()
+				except Exception:
+					pass
+				try:
+					frappe.db.connect()
+					frappe.db.sql("select 1")
+					break
+				except Exception:
+					time.sleep(0.5)
+			back = time.monotonic()
+			log("r: database back; waiting for the runs")
+			last_done, done = back, 0
+			while time.monotonic() - back < ARGS.recovery_wait:
+				frappe.db.rollback()
+				now_done = frappe.db.count("Flow Run", {"template": template, "status": "completed"})
+				if now_done != done:
+					done, last_done = now_done, time.monotonic()
+				if done >= count:
+					break
+				time.sleep(0.5)
+	finally:
+		scheduler_proc.terminate()
+		scheduler_proc.wait(timeout=20)
+	frappe.db.rollback()
+	todos = frappe.db.sql(
+		"""select count(*), count(distinct description), sum(status='Closed') from tabToDo
+		where description like '[bench] FR-%%'"""
+	)[0]
+	runs_made = frappe.db.count("Flow Run", {"template": template})
+	results["r"] = {
+		"runs": count,
+		"runs_started": runs_made,
+		"completed": done,
+		"lost": count - done,
+		"seconds_after_db_back": round(last_done - back, 1),
+		"duplicated_todos": int(todos[0] or 0) - int(todos[1] or 0),
+		"closed": int(todos[2] or 0),
+		"target": "all complete within 60 s of the database being back, 0 duplicated, 0 lost",
+	}
+	log(f"r: {results['r']}")
+
+
 BENCHMARKS = {
 	"1": bench_trigger_overhead,  # also 2
 	"3": bench_per_step,  # also 4
@@ -865,6 +985,7 @@ BENCHMARKS = {
 	"6": bench_precision,
 	"7": bench_backlog,
 	"s": bench_server_script,
+	"r": bench_recovery,
 }
 
 
@@ -888,8 +1009,15 @@ def main() -> None:
 	)
 	parser.add_argument("--site", default="erp.localhost")
 	parser.add_argument("--smoke", action="store_true")
-	parser.add_argument("--only", help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s")
+	parser.add_argument("--only", help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r")
+	parser.add_argument("--recovery-runs", type=int, default=300, help="runs of the recovery benchmark (r)")
+	parser.add_argument("--recovery-wait", type=float, default=300, help="seconds r waits for the runs")
+	parser.add_argument(
+		"--db-restart-cmd",
+		help="shell command that restarts MariaDB, for r (e.g. 'service mariadb restart' as root)",
+	)
 	args = parser.parse_args()
+	ARGS.__dict__.update(vars(args))
 	connect(args.site)
 	import frappe
 

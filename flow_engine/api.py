@@ -12,6 +12,7 @@ from typing import Any
 
 import frappe
 from frappe import _
+from frappe.rate_limiter import rate_limit
 
 from flow_engine.engine.dry_run import dry_run as engine_dry_run
 from flow_engine.runtime import runs, store, templates
@@ -99,18 +100,69 @@ def complete_step(run: str, step_id: str, result: dict | str | None = None) -> d
 	return runs.complete_step(run, step_id, result=_json_arg(result, "result"), by=frappe.session.user)
 
 
+class CallbackRejected(frappe.PermissionError):
+	"""One answer for every bad callback (unknown run, unknown step, wrong or stale token, a step that
+	is not waiting), so the endpoint tells a prober nothing."""
+
+
+CALLBACK_REJECTED = (
+	"This callback is not valid: the run, the step or the token is wrong, or the step is no longer waiting."
+)
+MAX_CALLBACK_RESULT = 64 * 1024
+
+
+def _callback_rate_limit() -> int:
+	return frappe.utils.cint(frappe.conf.get("flow_engine_callback_rate_limit")) or 60
+
+
 @frappe.whitelist(allow_guest=True, methods=["POST"])
-def callback(run: str, step: str, token: str, result: dict | str | None = None) -> dict:
-	"""External completion of an `on_webhook` step, authenticated by the step's secret token."""
-	if not token:
-		frappe.throw(_("A token is required"), frappe.AuthenticationError)
-	previous = frappe.session.user
-	frappe.set_user("Administrator")
+@rate_limit(limit=_callback_rate_limit, seconds=60)
+def callback(run=None, step=None, token=None, result=None, **_ignored) -> dict:
+	"""External completion of an `on_webhook` step, authenticated by the step's secret token.
+
+	The token is checked (an HMAC, no database access) before any read or lock; every failure gets the
+	same 403. The step is completed as the flow's Run As user, never as Administrator.
+	"""
+	from flow_engine.runtime import tokens
+
+	if not tokens.well_formed(run, step, token):
+		_reject()
+	data = result
+	if isinstance(data, str):
+		if len(data) > MAX_CALLBACK_RESULT:
+			_reject(
+				_("The result is larger than {0} bytes").format(MAX_CALLBACK_RESULT), frappe.ValidationError
+			)
+		try:
+			data = json.loads(data) if data.strip() else None
+		except ValueError:
+			_reject(_("'result' is not valid JSON"), frappe.ValidationError)
+	elif data is not None and len(json.dumps(data, default=str)) > MAX_CALLBACK_RESULT:
+		_reject(_("The result is larger than {0} bytes").format(MAX_CALLBACK_RESULT), frappe.ValidationError)
+	template = frappe.db.get_value("Flow Run", run, "template")
+	if not template:
+		_reject()
 	try:
-		outcome = runs.complete_step(run, step, result=_json_arg(result, "result"), token=token, by="webhook")
+		user = runs.run_as(template)
+	except Exception:
+		user = None
+	previous = frappe.session.user
+	try:
+		if user:
+			frappe.set_user(user)
+		outcome = runs.complete_step(run, step, result=data, token=token, by="webhook")
+	except (frappe.DoesNotExistError, frappe.AuthenticationError, runs.FlowRunError):
+		frappe.db.rollback()
+		frappe.clear_messages()
+		_reject()
 	finally:
 		frappe.set_user(previous)
 	return {"run": outcome["run"], "step": outcome["step"], "status": outcome["status"]}
+
+
+def _reject(message: str | None = None, exc: type[Exception] = CallbackRejected):
+	frappe.clear_messages()
+	frappe.throw(message or _(CALLBACK_REJECTED), exc, title=_("Callback rejected"))
 
 
 @frappe.whitelist(methods=["POST"])
@@ -155,7 +207,7 @@ def list_runs(
 	):
 		if value:
 			filters[key] = value
-	return frappe.get_all(
+	rows = frappe.get_all(
 		"Flow Run",
 		filters=filters,
 		fields=[
@@ -176,11 +228,26 @@ def list_runs(
 		limit_page_length=min(max(int(limit), 1), 500),
 		ignore_permissions=True,
 	)
+	if not is_flow_manager():  # error texts may quote data the document's reader may not see
+		for row in rows:
+			row.error = _("The flow failed") if row.status == "failed" else None
+	return rows
+
+
+READER_STEP_KEYS = ("status", "started_at", "completed_at", "attempts")
+# Flow Managers see a parked step's callback token (the run view is where they hand it to the external
+# system); document readers never see step state beyond READER_STEP_KEYS
+HIDDEN_STATE_KEYS = ("call_id",)
 
 
 @frappe.whitelist()
 def get_run(run: str) -> dict:
-	"""A run with its step states and attempts."""
+	"""A run with its step states and attempts.
+
+	Flow Managers see all of it but callback tokens. A user who may only read the run's document
+	sees its status and each step's status, times and attempt count: no input, variables, results,
+	attempts, definition or error texts, which may hold data that user may not see.
+	"""
 	row = frappe.db.get_value("Flow Run", run, ["name", "reference_doctype", "reference_name"], as_dict=True)
 	if not row:
 		frappe.throw(_("Flow Run '{0}' does not exist").format(run), frappe.DoesNotExistError)
@@ -190,6 +257,8 @@ def get_run(run: str) -> dict:
 			frappe.throw(_("Not permitted"), frappe.PermissionError)
 		_check_doc_read(row.reference_doctype, row.reference_name)
 	record = store.load_run(run)
+	if not manager:
+		return _run_for_reader(record)
 	attempts = frappe.get_all(
 		"Flow Step Attempt",
 		filters={"run": run},
@@ -199,7 +268,7 @@ def get_run(run: str) -> dict:
 	)
 	definition = templates.definition_for(record.template, record.template_version)
 	states = {
-		sid: {k: v for k, v in s.items() if k != "token" or manager} for sid, s in record.states.items()
+		sid: {k: v for k, v in s.items() if k not in HIDDEN_STATE_KEYS} for sid, s in record.states.items()
 	}
 	return {
 		"name": record.name,
@@ -218,6 +287,29 @@ def get_run(run: str) -> dict:
 		"attempts": [
 			dict(a, input=store.loads(a.input, None), output=store.loads(a.output, None)) for a in attempts
 		],
+	}
+
+
+def _run_for_reader(record: store.RunRecord) -> dict:
+	failed = [sid for sid, state in record.states.items() if state.get("status") == "failed"]
+	error = None
+	if record.status == "failed":
+		error = _("Failed at step '{0}'").format(failed[0]) if failed else _("The flow failed")
+	return {
+		"name": record.name,
+		"template": record.template,
+		"template_version": record.template_version,
+		"status": record.status,
+		"error": error,
+		"reference_doctype": record.reference_doctype,
+		"reference_name": record.reference_name,
+		"started_at": record.started_at,
+		"completed_at": record.completed_at,
+		"steps": {
+			sid: {key: state[key] for key in READER_STEP_KEYS if key in state}
+			for sid, state in record.states.items()
+		},
+		"redacted": True,
 	}
 
 

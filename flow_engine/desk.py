@@ -15,7 +15,7 @@ from frappe import _
 from flow_engine.api import _json_arg, require_flow_manager
 from flow_engine.engine import definition as definition_language
 from flow_engine.engine.errors import DefinitionError
-from flow_engine.runtime import store, templates
+from flow_engine.runtime import identity, store, templates
 
 TEMPLATE_FIELDS = (
 	"name",
@@ -33,6 +33,8 @@ TEMPLATE_FIELDS = (
 	"custom_event",
 	"trigger_condition",
 	"run_as",
+	"last_changed_by",
+	"last_changed_on",
 	"modified",
 )
 RUN_STATUSES = ("running", "waiting", "failed", "completed", "cancelled")
@@ -57,7 +59,10 @@ def editor_data(template: str) -> dict:
 	from flow_engine.kinds.registry import installed_kinds
 
 	return {
-		"template": {field: doc.get(field) for field in TEMPLATE_FIELDS},
+		"template": {
+			**{field: doc.get(field) for field in TEMPLATE_FIELDS},
+			"can_set_run_as": identity.is_system_manager(),  # others see Run As read-only
+		},
 		"definition": definition,
 		"layout": store.loads(doc.editor_layout, {}) or {},
 		"kinds": installed_kinds(),
@@ -73,6 +78,7 @@ def save_flow(
 	definition: dict | str,
 	layout: dict | str | None = None,
 	is_active: int | str | None = None,
+	run_as: str | None = None,
 ) -> dict:
 	"""Save definition, trigger (from `definition.trigger`) and node positions of a template.
 
@@ -95,13 +101,20 @@ def save_flow(
 	doc.flow_definition = definition_language.dumps(raw)
 	if is_active not in (None, ""):
 		doc.is_active = 1 if frappe.utils.cint(is_active) else 0
+	if run_as not in (None, "") and run_as != doc.run_as:
+		doc.run_as = run_as
 	layout_value = _json_arg(layout, "layout")
 	if layout_value is not None:
 		doc.editor_layout = json.dumps(layout_value, sort_keys=True)
-	doc.save()
+	try:
+		doc.save()
+	except identity.StepNotPermitted:
+		frappe.clear_last_message()  # the editor shows the errors on the steps at fault
+		return {"saved": False, "errors": [issue.as_dict() for issue in doc.flags.run_as_issues or []]}
 	return {
 		"saved": True,
 		"errors": [],
+		"run_as": doc.run_as,
 		"version": doc.version,
 		"step_count": doc.step_count,
 		"modified": str(doc.modified),

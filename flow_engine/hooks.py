@@ -40,4 +40,11 @@ flow_engine_kinds = []
 
 # Runs and their records are history: they never block deleting the documents (or the flows) they
 # point at. Pinned versions stay, so finished runs remain readable after their flow is deleted.
-ignore_links_on_delete = ["Flow Run", "Flow Step Attempt", "Flow Step Pending", "Flow Template Version"]
+# Flow Secrets extracted from a flow keep working for other flows when it is deleted.
+ignore_links_on_delete = [
+	"Flow Run",
+	"Flow Step Attempt",
+	"Flow Step Pending",
+	"Flow Template Version",
+	"Flow Secret",
+]

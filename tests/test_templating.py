@@ -91,3 +91,51 @@ def test_render_never_throws(template, context):
 def test_render_of_any_text_never_throws(text):
 	result = render(text, CONTEXT)
 	assert result is not None
+
+
+def test_secret_placeholders_stay_verbatim():
+	context = {**CONTEXT, "secrets": {"crm_token": "s3cr3t"}}  # even a context key named secrets
+	assert render("{{secrets.crm_token}}", context) == "{{secrets.crm_token}}"
+	assert render("Bearer {{ secrets.crm_token }}", context) == "Bearer {{ secrets.crm_token }}"
+	assert render({"h": ["{{secrets.a}} {{doc.name}}"]}, CONTEXT) == {"h": ["{{secrets.a}} ISS-1"]}
+	assert render("{{secrets}}", context) == "{{secrets}}"
+
+
+def test_secret_values_render_only_when_given_and_in_one_pass():
+	values = {"crm_token": "s3cr3t"}
+	assert render("{{secrets.crm_token}}", CONTEXT, secrets=values) == "s3cr3t"
+	assert render("Bearer {{secrets.crm_token}}", CONTEXT, secrets=values) == "Bearer s3cr3t"
+	assert render("{{secrets.nope}}", CONTEXT, secrets=values) == ""
+	# a document value that looks like a secret placeholder is data, never rendered again
+	context = {"doc": {"customer": "{{secrets.crm_token}}"}}
+	assert render("{{doc.customer}}", context, secrets=values) == "{{secrets.crm_token}}"
+	assert render("x {{doc.customer}}", context, secrets=values) == "x {{secrets.crm_token}}"
+
+
+def test_escape_hook_formats_every_placeholder():
+	calls = []
+
+	def escape(path, value):
+		calls.append((path, value))
+		return "<" + str(value).replace("&", "&amp;") + ">"
+
+	context = {"doc": {"customer": "A&B", "qty": 3}}
+	assert (
+		render("Dear {{ doc.customer }}, qty {{doc.qty}}", context, escape=escape)
+		== "Dear <A&amp;B>, qty <3>"
+	)
+	assert calls == [("doc.customer", "A&B"), ("doc.qty", 3)]
+	# a whole placeholder goes through escape too, and the result is text
+	assert render("{{doc.qty}}", context, escape=escape) == "<3>"
+	assert render({"m": ["{{doc.customer}}"]}, context, escape=escape) == {"m": ["<A&amp;B>"]}
+	assert render("{{doc.missing}}", context, escape=lambda p, v: "" if v is None else "?") == ""
+	assert render("x", context, escape=escape) == "x"
+	# escape results that are not text are formatted as text; secrets stay verbatim
+	assert render("n={{doc.qty}}", context, escape=lambda p, v: v * 2) == "n=6"
+	assert render("{{secrets.k}}", context, escape=escape) == "{{secrets.k}}"
+
+
+@given(st.text(max_size=80))
+def test_render_with_escape_never_throws(text):
+	result = render(text, CONTEXT, escape=lambda path, value: str(value))
+	assert isinstance(result, str)

@@ -28,7 +28,7 @@ FIELD_TYPES = (
 	"headers",  # {header: value template}
 	"condition",  # a {field, op, value} / all / any condition
 	"variables",  # {name: value template}
-	"password",  # a secret (stored in the definition; shown masked in the editor)
+	"password",  # a secret: a {{secrets.NAME}} reference to a Flow Secret (a clear value is moved there on save)
 )
 
 
@@ -309,7 +309,8 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 				"Signing secret",
 				"password",
 				templated=False,
-				description="signs the body: header X-Flow-Signature: sha256=<hex HMAC>",
+				description="signs the body (header X-Flow-Signature: sha256=<hex HMAC>); {{secrets.NAME}} of a "
+				"Flow Secret — a value typed here is moved into one when the flow is saved",
 			),
 			FieldSpec("expect_json", "Parse JSON response", "check", default=True),
 		),

@@ -2,6 +2,11 @@
 
 Rendering never throws: an unknown path renders as an empty string. A string that is exactly one
 placeholder keeps the value's type (so `{{doc.qty}}` stays a number and can feed numeric fields).
+
+`{{secrets.NAME}}` placeholders are kept verbatim unless the caller passes the secret values
+(only the webhook kind does, right before sending), so records and dry runs never show a secret.
+Rendering is one pass: a value coming from the context is never rendered again, so a document
+field holding "{{secrets.x}}" cannot pull a secret into a request.
 """
 
 from __future__ import annotations
@@ -10,13 +15,14 @@ import datetime
 import decimal
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*$")
 MAX_DEPTH = 32
 MISSING = object()
+SECRETS_ROOT = "secrets"
 
 
 def lookup(context: Any, path: str, default: Any = None) -> Any:
@@ -66,30 +72,77 @@ def to_text(value: Any) -> str:
 		return ""
 
 
-def render(value: Any, context: Mapping, _depth: int = 0) -> Any:
-	"""Render every string inside `value` (dicts and lists recursively) against `context`."""
+def render(
+	value: Any,
+	context: Mapping,
+	*,
+	escape: Callable[[str, Any], str] | None = None,
+	secrets: Mapping | None = None,
+	_depth: int = 0,
+) -> Any:
+	"""Render every string inside `value` (dicts and lists recursively) against `context`.
+
+	`escape(path, value) -> str`, when given, formats every placeholder's value (e.g. HTML-escapes
+	it for an email body); a string that is exactly one placeholder then renders as a string too.
+	`secrets` maps secret names to values for `{{secrets.NAME}}`; without it those stay verbatim.
+	"""
 	try:
 		if _depth > MAX_DEPTH:
 			return value
 		if isinstance(value, str):
-			return render_string(value, context)
+			return render_string(value, context, escape=escape, secrets=secrets)
 		if isinstance(value, Mapping):
-			return {key: render(item, context, _depth + 1) for key, item in value.items()}
+			return {
+				key: render(item, context, escape=escape, secrets=secrets, _depth=_depth + 1)
+				for key, item in value.items()
+			}
 		if isinstance(value, list | tuple):
-			return [render(item, context, _depth + 1) for item in value]
+			return [
+				render(item, context, escape=escape, secrets=secrets, _depth=_depth + 1) for item in value
+			]
 		return value
 	except Exception:
 		return value
 
 
-def render_string(text: str, context: Mapping) -> Any:
+def render_string(
+	text: str,
+	context: Mapping,
+	*,
+	escape: Callable[[str, Any], str] | None = None,
+	secrets: Mapping | None = None,
+) -> Any:
 	if "{{" not in text:
 		return text
-	whole = PLACEHOLDER.fullmatch(text.strip())
-	if whole and text.strip() == text:
-		value = lookup(context, whole.group(1).strip())
+
+	def value_of(match: re.Match) -> Any:
+		path = match.group(1).strip()
+		if path.split(".", 1)[0] != SECRETS_ROOT:
+			return lookup(context, path)
+		if secrets is None:
+			return MISSING  # kept verbatim
+		return lookup(secrets, path.split(".", 1)[1]) if "." in path else None
+
+	def text_of(match: re.Match) -> str:
+		value = value_of(match)
+		if value is MISSING:
+			return match.group(0)
+		if escape is not None:
+			escaped = escape(match.group(1).strip(), value)
+			return escaped if isinstance(escaped, str) else to_text(escaped)
+		return to_text(value)
+
+	whole = PLACEHOLDER.fullmatch(text)
+	if whole and escape is None:
+		value = value_of(whole)
+		if value is MISSING:
+			return text
 		return "" if value is None else value
-	return PLACEHOLDER.sub(lambda match: to_text(lookup(context, match.group(1).strip())), text)
+	return PLACEHOLDER.sub(text_of, text)
+
+
+def is_secret_path(path: str) -> bool:
+	return isinstance(path, str) and path.split(".", 1)[0] == SECRETS_ROOT
 
 
 def placeholders(value: Any, _depth: int = 0) -> Iterator[str]:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flow_engine.engine import templating
+from flow_engine.engine import secret_refs, templating
 from flow_engine.engine.catalog import DEFAULT_CATALOG, Catalog, missing_required
 from flow_engine.engine.conditions import check_condition
 from flow_engine.engine.definition import (
@@ -37,6 +37,7 @@ TEMPLATE_ROOTS = (
 	"today",
 	"input",
 	"event",
+	"secrets",  # {{secrets.NAME}}: a Flow Secret, webhook steps only (see engine/secret_refs.py)
 )
 MAX_STEPS = 250
 STEP_KEYS = {
@@ -456,14 +457,28 @@ def _check_references(
 			names = step["payload"].get("variables")
 			if isinstance(names, Mapping):
 				known_variables.update(names)
+	for path in templating.placeholders(raw.get("variables")):
+		if templating.is_secret_path(path):
+			issues.append(Issue(_SECRETS_ONLY_IN_WEBHOOKS.format(path), field="variables", code="secret_use"))
 	for step_id, step in by_id.items():
 		before = ancestors(step_id, by_id) if step_id not in cycle_members else set(by_id)
+		secrets_allowed = catalog.resolve(step.get("kind")) in secret_refs.SECRET_KINDS
 		for where in ("payload", "trigger"):
 			for path in templating.placeholders(step.get(where)):
-				problem = reference_problem(path, step_id, before, by_id, known_variables)
+				if templating.is_secret_path(path) and not (secrets_allowed and where == "payload"):
+					problem, code = _SECRETS_ONLY_IN_WEBHOOKS.format(path), "secret_use"
+				else:
+					problem = reference_problem(path, step_id, before, by_id, known_variables)
+					code = "bad_reference"
 				if problem:
-					issues.append(Issue(problem, step_id, where, _label(step), "bad_reference"))
+					issues.append(Issue(problem, step_id, where, _label(step), code))
 	return issues
+
+
+_SECRETS_ONLY_IN_WEBHOOKS = (
+	"'{{{{{0}}}}}': secrets can only be used in webhook steps (in their payload), so they are never "
+	"written into documents, messages or run records"
+)
 
 
 def reference_problem(
@@ -483,6 +498,11 @@ def reference_problem(
 			return f"'{{{{{path}}}}}' refers to step '{target}', which does not exist"
 		if target == step_id or target not in before:
 			return f"'{{{{{path}}}}}' refers to step '{target}', which does not run before this step"
+	if root == "secrets" and (len(parts) != 2 or not secret_refs.is_valid_name(parts[1])):
+		return (
+			f"'{{{{{path}}}}}' must name one secret, e.g. {{{{secrets.crm_token}}}} (lowercase letters, "
+			"digits, '_' and '-')"
+		)
 	if root == "variables" and len(parts) > 1 and parts[1] not in known_variables:
 		return (
 			f"'{{{{{path}}}}}' uses variable '{parts[1]}', which is neither in the flow's variables nor set by "

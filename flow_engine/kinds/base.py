@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,25 @@ class StepFailed(Exception):
 		super().__init__(message)
 		self.retryable = retryable
 		self.output = output
+
+
+@dataclass
+class External:
+	"""What a handler returns to call the outside world with no transaction open and no lock held.
+
+	The runtime commits the step as `running` first, then calls `perform()` (in a thread when
+	`threadsafe`: it must not touch frappe; otherwise in the job's own thread, still outside any run
+	lock), then locks the run again and calls `finish(result)` — or `finish_error(error)` when perform
+	raised — which returns the step's result or raises StepFailed. A worker that dies between the call
+	and recording its answer makes the call again (at-least-once): send `StepCall.idempotency_key`.
+	"""
+
+	perform: Callable[[], Any]
+	finish: Callable[[Any], dict]
+	finish_error: Callable[[BaseException], dict]
+	timeout: float
+	threadsafe: bool = True
+	description: str = ""
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Kinds that act on documents: create_doc, update_doc (alias erp_update), comment, assign."""
+"""Kinds that act on documents: create_doc, update_doc (alias erp_update), comment, assign.
+
+Each acts as the flow's Run As user (the session user while a step runs) and checks first what a
+Desk action by that user would need, so a flow can do only what its Run As user could do by hand:
+create (+ submit) / write on the document and write access to each field's permlevel; read for a
+comment or an assignment (as frappe.desk.form.utils.add_comment and assign_to.add check).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from frappe import _
 from frappe.utils import cint
 
 from flow_engine.kinds.base import StepCall, StepFailed, as_list, check_fields, ensure_doctype
+from flow_engine.runtime.identity import require, require_fields
 
 
 def create_doc(call: StepCall) -> dict:
@@ -16,8 +23,14 @@ def create_doc(call: StepCall) -> dict:
 	if call.payload.get("link_to_trigger") and call.reference_doctype:
 		values.update(_backlink(doctype, call.reference_doctype, call.reference_name))
 	doc = frappe.get_doc({"doctype": doctype, **values})
+	submit = cint(call.payload.get("submit")) and doc.meta.is_submittable
+	doc.owner = frappe.session.user  # as insert() sets it: "if owner" permissions depend on it
+	require("create", doctype, doc)
+	require_fields(doctype, values)
+	if submit:
+		require("submit", doctype, doc)
 	doc.insert()
-	if cint(call.payload.get("submit")) and doc.meta.is_submittable:
+	if submit:
 		doc.submit()
 	return {"doctype": doctype, "name": doc.name}
 
@@ -39,6 +52,8 @@ def _backlink(doctype: str, ref_doctype: str, ref_name: str | None) -> dict:
 def update_doc(call: StepCall) -> dict:
 	doc = call.target()
 	values = check_fields(doc.doctype, call.payload.get("fields") or {})
+	require("write", doc.doctype, doc)
+	require_fields(doc.doctype, values)
 	changed = [name for name, value in values.items() if doc.get(name) != value]
 	doc.update(values)
 	if doc.docstatus == 1:
@@ -54,6 +69,7 @@ def comment(call: StepCall) -> dict:
 	text = str(call.payload.get("text") or "").strip()
 	if not text:
 		raise StepFailed(_("The comment text rendered empty; check the template in 'text'"))
+	require("read", doc.doctype, doc, why=_("needed to comment on it"))
 	comment = doc.add_comment("Comment", text)
 	return {"comment": comment.name}
 
@@ -62,6 +78,7 @@ def assign(call: StepCall) -> dict:
 	from frappe.desk.form.assign_to import add
 
 	doc = call.target()
+	require("read", doc.doctype, doc, why=_("needed to assign it"))
 	users = as_list(call.payload.get("assign_to"))
 	role = call.payload.get("role")
 	if role:

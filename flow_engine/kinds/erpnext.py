@@ -7,6 +7,7 @@ from frappe import _
 from frappe.utils import getdate, nowdate
 
 from flow_engine.kinds.base import StepCall, StepFailed
+from flow_engine.runtime.identity import require
 
 
 def subscription_activate(call: StepCall) -> dict:
@@ -16,6 +17,7 @@ def subscription_activate(call: StepCall) -> dict:
 	if not name or not frappe.db.exists("Subscription", name):
 		raise StepFailed(_("Subscription '{0}' does not exist").format(name))
 	doc = frappe.get_doc("Subscription", name)
+	require("write", "Subscription", doc)  # as the Run As user restarting or processing it from Desk
 	before = doc.status
 	if doc.status == "Cancelled":
 		posting_date = call.payload.get("posting_date") or nowdate()

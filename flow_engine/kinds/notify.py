@@ -1,12 +1,29 @@
-"""The notify kind: email through Frappe's email queue, SMS through SMS Settings, Desk notifications."""
+"""The notify kind: email through Frappe's email queue, SMS through SMS Settings, Desk notifications.
+
+Permissions (the flow's Run As user is the session user while the step runs): a message about the
+trigger document carries its values, so every channel needs read on that document; email also needs
+the Email right on it (as Desk's email composer, frappe.core.doctype.communication.email.make,
+checks), an attached print the Print right, and an Email Template read access. A run with no trigger
+document needs nothing more than any Desk user has: composing email, sending SMS, or a notification.
+
+Email bodies are HTML: document values placed in them are escaped, except values of the document's
+Text Editor / HTML Editor fields, which hold HTML on purpose (`html_escaper`).
+"""
 
 from __future__ import annotations
+
+import html
+from collections.abc import Mapping
 
 import frappe
 from frappe import _
 from frappe.utils import validate_email_address
 
+from flow_engine.engine import templating
 from flow_engine.kinds.base import StepCall, StepFailed, as_list
+from flow_engine.runtime.identity import require
+
+RICH_TEXT = ("Text Editor", "HTML Editor")
 
 
 def notify(call: StepCall) -> dict:
@@ -16,8 +33,11 @@ def notify(call: StepCall) -> dict:
 		raise StepFailed(
 			_("No recipients: 'recipients' rendered empty ({0})").format(call.raw_payload.get("recipients"))
 		)
+	doc = _doc_for(call) if channel == "email" or frappe.session.user != "Administrator" else None
+	if doc is not None:
+		require("read", doc.doctype, doc, why=_("its values go into the message"))
 	if channel == "email":
-		return _email(call, recipients)
+		return _email(call, recipients, doc)
 	if channel == "sms":
 		return _sms(call, recipients)
 	if channel == "system":
@@ -35,23 +55,26 @@ def _doc_for(call: StepCall):
 	return None
 
 
-def _email(call: StepCall, recipients: list[str]) -> dict:
+def _email(call: StepCall, recipients: list[str], doc) -> dict:
 	emails = [_email_of(recipient) for recipient in recipients]
 	bad = [recipient for recipient, email in zip(recipients, emails, strict=True) if not email]
 	if bad:
 		raise StepFailed(_("Not an email address or a user with one: {0}").format(", ".join(bad)))
-	subject, message = call.payload.get("subject"), call.payload.get("message")
-	doc = _doc_for(call)
+	if doc is not None:
+		require("email", doc.doctype, doc, why=_("no Email permission on it"))
+	subject, message = call.payload.get("subject"), _html_message(call)
 	template_name = call.payload.get("email_template")
 	if template_name:
 		if not frappe.db.exists("Email Template", template_name):
 			raise StepFailed(_("Email Template '{0}' does not exist").format(template_name))
+		require("read", "Email Template", template_name)
 		template = frappe.get_doc("Email Template", template_name)
 		args = doc.as_dict() if doc else dict(call.context.get("variables") or {})
 		subject = subject or template.get_formatted_subject(args)
-		message = message or template.get_formatted_response(args)
+		message = message or template.get_formatted_response(escaped_args(args, doc.meta if doc else None))
 	attachments = None
 	if call.payload.get("attach_document_print") and doc:
+		require("print", doc.doctype, doc, why=_("to attach its print"))
 		attachments = [frappe.attach_print(doc.doctype, doc.name, file_name=doc.name)]
 	if not frappe.db.exists(
 		"Email Account", {"enable_outgoing": 1, "default_outgoing": 1}
@@ -73,6 +96,54 @@ def _email(call: StepCall, recipients: list[str]) -> dict:
 		header=None,
 	)
 	return {"channel": "email", "recipients": emails, "subject": str(subject or "")}
+
+
+def _html_message(call: StepCall):
+	"""The message rendered again from the raw template, with document values HTML-escaped."""
+	raw = call.raw_payload.get("message")
+	if not isinstance(raw, str):
+		return call.payload.get("message")
+	return templating.render(raw, call.context, escape=html_escaper(call.reference_doctype))
+
+
+def html_escaper(doctype: str | None):
+	"""`escape(path, value)` for templating.render: `doc.<rich text field>` stays HTML, all else is escaped."""
+	rich = set()
+	if doctype and frappe.db.exists("DocType", doctype, cache=True):
+		rich = {df.fieldname for df in frappe.get_meta(doctype).fields if df.fieldtype in RICH_TEXT}
+
+	def escape(path: str, value) -> str:
+		text = templating.to_text(value)
+		root, _dot, field = path.partition(".")
+		if root == "doc" and field in rich:
+			return text
+		return html.escape(text)
+
+	return escape
+
+
+def escaped_args(args: Mapping, meta=None) -> dict:
+	"""Email Template arguments with every string escaped, except the document's rich text fields."""
+	out = {}
+	for key, value in args.items():
+		df = meta.get_field(key) if meta is not None else None
+		if isinstance(value, str):
+			out[key] = value if df is not None and df.fieldtype in RICH_TEXT else html.escape(value)
+		elif isinstance(value, list):
+			child = frappe.get_meta(df.options) if df is not None and df.fieldtype == "Table" else None
+			out[key] = [
+				escaped_args(row, child)
+				if isinstance(row, Mapping)
+				else html.escape(row)
+				if isinstance(row, str)
+				else row
+				for row in value
+			]
+		elif isinstance(value, Mapping):
+			out[key] = escaped_args(value)
+		else:
+			out[key] = value
+	return out
 
 
 def _email_of(value: str) -> str | None:

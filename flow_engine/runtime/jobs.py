@@ -34,6 +34,16 @@ def after_commit(method: str, queue: str = QUEUE, **kwargs) -> None:
 
 
 ADVANCE_BATCH = 50  # runs per worker job: Frappe pays ~0.3-0.5 s to start each job
+ADVANCE_JOB = "flow_engine_advance"
+TO_ADVANCE = "flow_engine_to_advance"
+
+
+class AdvanceBuffer(list):
+	"""Runs to advance once this transaction commits, with the token naming their jobs."""
+
+	def __init__(self):
+		super().__init__()
+		self.token = frappe.generate_hash(length=12)
 
 
 def transaction_buffer(attr: str, flush: Callable[[], None], empty: Callable[[], Any]) -> Any:
@@ -57,15 +67,28 @@ def take_buffer(attr: str, empty: Callable[[], Any]) -> Any:
 	return buffer if buffer is not None else empty()
 
 
-def schedule_advance(run: str) -> None:
-	"""Advance `run` after commit. Runs started in one transaction share jobs (bulk starts are cheap)."""
-	pending = transaction_buffer("flow_engine_to_advance", _dispatch_advances, list)
-	if run not in pending:
+def advance_job_id(owner: str) -> str:
+	return f"{ADVANCE_JOB}:{owner}"
+
+
+def schedule_advance(run: str) -> str:
+	"""Have `run` advanced after commit; returns the lease owner (the job that will advance it).
+
+	Runs scheduled in one transaction share jobs of up to ADVANCE_BATCH runs (bulk starts are cheap).
+	The caller writes the returned owner with a lease on the run row in the same transaction (see
+	`leases.grant`), so a run whose job is lost is found and handed to another worker.
+	"""
+	pending = transaction_buffer(TO_ADVANCE, _dispatch_advances, AdvanceBuffer)
+	if run in pending:
+		index = pending.index(run)
+	else:
+		index = len(pending)
 		pending.append(run)
+	return f"{pending.token}:{index // ADVANCE_BATCH}"
 
 
 def _dispatch_advances() -> None:
-	pending = take_buffer("flow_engine_to_advance", list)
+	pending = take_buffer(TO_ADVANCE, AdvanceBuffer)
 	try:
 		if inline_mode():
 			from flow_engine.runtime.runs import advance
@@ -73,15 +96,27 @@ def _dispatch_advances() -> None:
 			for run in pending:
 				advance(run)
 			return
-		for start in range(0, len(pending), ADVANCE_BATCH):
+		for batch, start in enumerate(range(0, len(pending), ADVANCE_BATCH)):
 			frappe.enqueue(
 				"flow_engine.runtime.runs.advance_many",
 				queue=QUEUE,
+				job_id=advance_job_id(f"{pending.token}:{batch}"),
 				runs=pending[start : start + ADVANCE_BATCH],
+				owner=f"{pending.token}:{batch}",
 			)
 	except Exception:
-		# the runs are durable in the database; the scheduler's sweep picks them up again
+		# the runs are durable and leased: once their lease lapses the timer or the tick re-dispatches them
 		frappe.log_error(title="flow_engine: could not dispatch run advances")
+
+
+def job_waiting(job_id: str) -> bool:
+	"""Whether an RQ job of this site is still queued (not yet picked up by a worker)."""
+	from frappe.utils.background_jobs import get_job_status
+
+	try:
+		return str(get_job_status(job_id) or "") in ("queued", "deferred", "scheduled")
+	except Exception:
+		return False  # Redis unreachable: treat the job as lost; re-dispatching is safe
 
 
 @contextlib.contextmanager

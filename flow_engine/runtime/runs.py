@@ -8,21 +8,34 @@ completions of one run serialise on that lock, so no update is lost.
 from __future__ import annotations
 
 import datetime
-import hmac
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import frappe
 from frappe import _
 from frappe.utils import cint
 
 from flow_engine.engine import planner
-from flow_engine.runtime import clock, jobs, realtime, steps, store, templates
+from flow_engine.runtime import (
+	clock,
+	identity,
+	jobs,
+	leases,
+	realtime,
+	resilience,
+	steps,
+	store,
+	templates,
+	tokens,
+)
 from flow_engine.runtime.context import resolve_customer
 from flow_engine.runtime.store import RunRecord
 
 MAX_WAVES_PER_JOB = 500
 COMMIT_INTERVAL = 0.25  # seconds of instant waves that may share one transaction
 MAX_DEPTH = 5
+MAX_CALL_ROUNDS = 100  # call → record → drive rounds one job makes before it hands over
+CALL_THREADS = 8
 
 
 def _limits() -> dict:
@@ -105,6 +118,7 @@ def start_run(
 		validate_input(template, input or {}, row.payload_schema)
 	name = new_run_name()
 	now = clock.now()
+	owner = jobs.schedule_advance(name)  # leased to its job in the same row: a lost job is noticed
 	store.insert_row(
 		"Flow Run",
 		{
@@ -130,73 +144,229 @@ def start_run(
 			"doc_snapshot": doc.as_dict(convert_dates_to_str=True)
 			if doc is not None and event == "on_trash"
 			else None,
+			"lease_until": leases.until(now=now),
+			"lease_owner": owner,
+			"infra_failures": 0,
 		},
 		name=name,
 	)
-	jobs.schedule_advance(name)
 	return name
 
 
-def _run_as(template: str) -> str:
-	# a plain indexed read: the cached-document route would unpickle (and import) a whole controller
-	row = frappe.db.sql("select run_as from `tabFlow Template` where name=%s", (template,))
-	return (row[0][0] if row else None) or "Administrator"
+def run_as(template: str) -> str:
+	"""The user a flow's steps act as (raises identity.RunAsError when it has none or it is disabled)."""
+	return identity.run_as_for(template)
+
+
+def locked(run: str) -> RunRecord:
+	"""The run, locked (`SELECT … FOR UPDATE`) with its pinned definition: the one way to change a run.
+
+	Whoever holds the lock may change the run's state; concurrent advances, completions, firings and
+	cancellations of one run serialise here, so no update is lost. The caller saves and commits.
+	"""
+	record = store.load_run(run, lock=True)
+	if record is None:
+		frappe.throw(_("Flow Run '{0}' does not exist").format(run), frappe.DoesNotExistError)
+	record.definition = templates.definition_for(record.template, record.template_version)
+	return record
 
 
 def advance(run: str) -> str | None:
-	"""Advance a run wave by wave until it completes, fails, or waits. Returns its status.
+	"""Advance a run wave by wave until it completes, fails, or waits; make its external calls outside
+	the run lock. Returns its status."""
+	record = advance_once(run)
+	if record is not None and record.calls:
+		make_calls([record])
+		return frappe.db.get_value("Flow Run", run, "status")
+	return record.status if record else frappe.db.get_value("Flow Run", run, "status")
 
-	Consecutive instant waves share a transaction for up to COMMIT_INTERVAL seconds (group commit):
-	each step's effect and state still commit together, and the run row stays locked throughout.
-	"""
+
+def advance_once(run: str) -> RunRecord | None:
+	"""Lock the run and drive it until it stops moving (commits). Its begun calls are in `.calls`."""
 	record = store.load_run(run, lock=True)
 	if record is None or record.is_terminal:
 		frappe.db.commit()
-		return record.status if record else None
+		return record
 	record.definition = templates.definition_for(record.template, record.template_version)
 	return drive(record)
 
 
-def drive(record: RunRecord) -> str:
-	"""Run waves on a loaded, locked run until it stops moving; commits (see `advance`)."""
+def drive(record: RunRecord) -> RunRecord:
+	"""Run waves on a loaded, locked run until it stops moving; commits.
+
+	Consecutive instant waves share a transaction for up to COMMIT_INTERVAL seconds (group commit):
+	each step's effect and state still commit together, and the run row stays locked throughout.
+	External calls begun by a wave are left in `record.calls` for the caller (`make_calls`).
+	"""
 	run = record.name
+	try:
+		user = run_as(record.template)
+	except identity.RunAsError as error:
+		steps.fail_run(record, str(error))
+		commit(record)
+		return record
 	last_commit = time.monotonic()
-	with jobs.acting_as(_run_as(record.template)):
+	with jobs.acting_as(user):
+		steps.recover_lost_calls(record)
 		for _round in range(MAX_WAVES_PER_JOB):
 			progressed = _wave(record)
+			if progressed:
+				record.infra_failures = 0
 			if not progressed or record.status != "running":
-				_commit(record)
-				return record.status
+				commit(record)
+				return record
 			if time.monotonic() - last_commit >= COMMIT_INTERVAL:
-				_commit(record)
+				commit(record)
 				last_commit = time.monotonic()
 				if not store.relock(record):  # someone else moved the run: start from the database
-					definition = record.definition
+					calls, definition = record.calls, record.definition
 					record = store.load_run(run, lock=True)
 					if record is None or record.is_terminal:
 						frappe.db.commit()
-						return record.status if record else None
-					record.definition = definition
-	_commit(record)
-	jobs.schedule_advance(run)  # a very long run continues in a fresh job
+						return record
+					record.definition, record.calls = definition, calls
+	leases.settle(record)
+	leases.grant(record)  # a very long run continues in a fresh job
+	save(record)
 	frappe.db.commit()
-	return record.status
+	return record
 
 
-def advance_many(runs: list[str]) -> None:
-	"""Worker job for runs started together: advance each; one failing run does not stop the rest."""
-	for run in runs:
+def make_calls(records: list[RunRecord]) -> None:
+	"""Make the external calls the runs began (no transaction open, no lock held), then record each
+	run's answers under its lock as soon as its calls are made, and drive it on; repeat while the runs
+	begin new calls. Calls that may run in threads run concurrently: one slow endpoint holds up nobody.
+	"""
+	pending = [record for record in records if record is not None and record.calls]
+	for _round in range(MAX_CALL_ROUNDS):
+		if not pending:
+			return
+		frappe.db.commit()  # nothing of ours is open while the calls are made
+		following = []
+		for record in _called(pending):
+			record = guarded(record.name, _finish_calls, record.name, record.calls)
+			if record is not None and record.calls:
+				following.append(record)
+		pending = following
+	for record in pending:  # still calling after MAX_CALL_ROUNDS: a fresh job goes on
+		guarded(record.name, _hand_over, record.name)
+
+
+def _hand_over(run: str) -> None:
+	frappe.db.sql("update `tabFlow Run` set lease_until=%s where name=%s", (leases.until(0), run))
+	frappe.db.commit()
+
+
+def _called(records: list[RunRecord]):
+	"""Make the runs' calls; yield each run as soon as all of its calls are made."""
+	by_name = {record.name: record for record in records}
+	threaded = [call for record in records for call in record.calls if call.external.threadsafe]
+	left = {record.name: 0 for record in records}
+	for call in threaded:
+		left[call.run] += 1
+	pool = ThreadPoolExecutor(max_workers=min(CALL_THREADS, len(threaded))) if len(threaded) > 1 else None
+	try:
+		futures = {pool.submit(call.perform): call for call in threaded} if pool else {}
+		for record in records:
+			for call in record.calls:
+				if not call.external.threadsafe:
+					_perform_here(record, call)
+		if len(threaded) == 1:
+			threaded[0].perform()
+			left[threaded[0].run] = 0
+		for name, count in left.items():
+			if count == 0:
+				yield by_name[name]
+		for future in as_completed(futures):
+			call = futures[future]
+			left[call.run] -= 1
+			if left[call.run] == 0:
+				yield by_name[call.run]
+	finally:
+		if pool:
+			pool.shutdown(wait=True)
+
+
+def _perform_here(record: RunRecord, call) -> None:
+	"""A call that needs Frappe (it may write, e.g. an SMS Log): in this thread, as the flow's user."""
+	try:
+		user = run_as(record.template)
+	except identity.RunAsError as error:
+		call.outcome = ("error", error)
+		return
+	with jobs.acting_as(user):
+		call.perform()
+
+
+def _finish_calls(run: str, calls: list) -> RunRecord | None:
+	record = store.load_run(run, lock=True)
+	if record is None or record.is_terminal:
+		frappe.db.commit()
+		return None
+	record.definition = templates.definition_for(record.template, record.template_version)
+	for call in calls:
+		if record.definition.has_step(call.step_id):
+			steps.finish_call(record, record.definition.step(call.step_id), call)
+	settle(record)
+	if record.is_terminal:
+		commit(record)
+		return record
+	return drive(record)
+
+
+def guarded(run: str, work, *args) -> RunRecord | None:
+	"""Do `work` for one run, riding out database trouble; an advance that still fails is counted
+	against the run (poison runs fail after a bounded number) and the batch goes on."""
+	try:
+		return resilience.retrying(work, *args)
+	except Exception as error:
+		leases.record_failure(run, error)
+		return None
+
+
+def advance_many(runs: list[str], owner: str | None = None) -> None:
+	"""Worker job for runs started together: advance each (one failing run does not stop the rest),
+	make their external calls together, then look for runs whose lease lapsed."""
+	if owner:
 		try:
-			advance(run)
+			resilience.retrying(leases.take, runs, owner)
 		except Exception:
-			frappe.db.rollback()
-			frappe.log_error(title=f"flow_engine: advancing run {run} failed")
+			resilience.reset_connection()  # leases lapse and the runs are recovered; advancing goes on
+	renewed = time.monotonic()
+	with_calls = []
+	for index, run in enumerate(runs):
+		record = guarded(run, advance_once, run)
+		if record is not None and record.calls:
+			with_calls.append(record)
+		if owner and time.monotonic() - renewed > leases.lease_seconds() / 3:
+			guarded(run, leases.renew, runs[index + 1 :], owner)
+			renewed = time.monotonic()
+	make_calls(with_calls)
+	recover_lost_runs()
 
 
-def _commit(record: RunRecord) -> None:
+def recover_lost_runs() -> int:
+	"""Hand runs whose lease lapsed to new jobs (cheap when there are none)."""
+	try:
+		if not resilience.retrying(leases.expired_exist):
+			return 0
+		return resilience.retrying(leases.recover)
+	except Exception:
+		frappe.log_error(title="flow_engine: recovering lost runs failed")
+		return 0
+
+
+def commit(record: RunRecord) -> None:
+	"""Save a driven run (lease settled: none unless it is still moving) and commit."""
+	leases.settle(record)
+	save(record)
+	frappe.db.commit()
+
+
+def save(record: RunRecord) -> None:
+	"""Write the run row and its new attempts; Desk hears of it after commit."""
 	store.save_run(record)
 	_publish(record)
-	frappe.db.commit()
 
 
 def over_limits(record: RunRecord) -> str | None:
@@ -267,30 +437,26 @@ def _publish(record: RunRecord) -> None:
 	)
 
 
-def _locked(run: str) -> RunRecord:
-	record = store.load_run(run, lock=True)
-	if record is None:
-		frappe.throw(_("Flow Run '{0}' does not exist").format(run), frappe.DoesNotExistError)
-	record.definition = templates.definition_for(record.template, record.template_version)
-	return record
-
-
 def complete_step(
 	run: str, step_id: str, result: dict | None = None, token: str | None = None, by: str | None = None
 ) -> dict:
-	"""Complete a parked (manual / on_webhook) step and let the run go on."""
-	record = _locked(run)
+	"""Complete a parked (manual / on_webhook) step and let the run go on.
+
+	With a `token` (the webhook callback) the token must be the step's current one; callers check
+	`tokens.well_formed` before calling, so a forged token never reaches the row lock.
+	"""
+	record = locked(run)
 	if not record.definition.has_step(step_id):
 		frappe.throw(_("Flow Run '{0}' has no step '{1}'").format(run, step_id), frappe.DoesNotExistError)
 	step = record.definition.step(step_id)
 	state = record.states.get(step_id) or {}
-	if token is not None:
-		expected = state.get("token") or ""
-		if step.trigger.type != "on_webhook" or not expected or not hmac.compare_digest(str(token), expected):
-			frappe.throw(
-				_("The token does not match step '{0}' of run {1}").format(step_id, run),
-				frappe.AuthenticationError,
-			)
+	if token is not None and (
+		step.trigger.type != "on_webhook" or not tokens.same(state.get("token"), token)
+	):
+		frappe.throw(
+			_("The token does not match step '{0}' of run {1}").format(step_id, run),
+			frappe.AuthenticationError,
+		)
 	if record.is_terminal:
 		frappe.throw(
 			_("Flow Run '{0}' is {1}; its steps can no longer be completed").format(run, record.status),
@@ -325,46 +491,72 @@ def complete_step(
 	)
 	record.steps_executed += 1
 	settle(record)
-	store.save_run(record)
-	_publish(record)
-	jobs.schedule_advance(run)
+	if record.status == "running":
+		leases.grant(record)
+	save(record)
 	return {"run": run, "step": step_id, "status": record.status}
 
 
 def cancel_run(run: str, reason: str | None = None) -> str:
-	record = _locked(run)
+	record = locked(run)
 	if record.is_terminal:
 		frappe.throw(_("Flow Run '{0}' is already {1}").format(run, record.status), FlowRunError)
 	now = clock.now().isoformat(sep=" ")
 	for state in record.states.values():
 		if state.get("status") in planner.IN_FLIGHT:
 			state.update(status="cancelled", completed_at=now)
-			state.pop("token", None)
+			for key in ("token", "call_id", "call_deadline"):
+				state.pop(key, None)
 	record.status = "cancelled"
 	record.completed_at = clock.now()
 	record.error = reason or _("Cancelled by {0}").format(frappe.session.user)
+	record.lease_until = record.lease_owner = None
 	store.cancel_pending(run)
-	store.save_run(record)
-	_publish(record)
+	save(record)
 	return record.status
 
 
 def retry_run(run: str) -> str:
-	"""Retry a failed run: its failed steps become ready again; completed steps are kept."""
-	record = _locked(run)
+	"""Retry a failed run: failed steps get a fresh retry budget and run again; completed steps are
+	kept; steps that were scheduled or parked when the run failed get their timers and tokens back."""
+	record = locked(run)
 	if record.status != "failed":
 		frappe.throw(
 			_("Only failed runs can be retried; '{0}' is {1}").format(run, record.status), FlowRunError
 		)
-	for state in record.states.values():
-		if state.get("status") in ("failed", "cancelled"):
+	now = clock.now()
+	for step_id, state in record.states.items():
+		status = state.get("status")
+		if status in ("failed", "cancelled", "running"):
 			state["status"] = "pending"
-			state.pop("completed_at", None)
-			state["retried_at"] = clock.now().isoformat(sep=" ")
+			for key in ("completed_at", "call_id", "call_deadline", "lost_calls"):
+				state.pop(key, None)
+			state["retried_at"] = now.isoformat(sep=" ")
+			state["retry_base"] = int(state.get("attempts") or 0)
+		elif status == "scheduled":
+			_rearm(record, step_id, state, "pending", "due", "delay", now)
+		elif status == "waiting":
+			if state.get("waiting_for") == "on_webhook" and not state.get("token"):
+				state["token"] = tokens.new_token(run, step_id)
+			if state.get("timeout_row"):
+				_rearm(record, step_id, state, "timeout_row", "timeout_at", "timeout", now)
 	record.status = "running"
 	record.error = None
 	record.completed_at = None
-	store.save_run(record)
-	_publish(record)
-	jobs.schedule_advance(run)
+	record.infra_failures = 0
+	leases.grant(record)
+	save(record)
 	return record.status
+
+
+def _rearm(
+	record: RunRecord, step_id: str, state: dict, row_key: str, due_key: str, purpose: str, now
+) -> None:
+	"""Give a step back the pending row its run's failure cancelled (a live row is left alone)."""
+	row = state.get(row_key)
+	if row and frappe.db.get_value("Flow Step Pending", row, "status") in ("pending", "running"):
+		return
+	due = max(datetime.datetime.fromisoformat(state[due_key]), now) if state.get(due_key) else now
+	state[row_key] = store.insert_pending(record.name, step_id, due, purpose)
+	state[due_key] = due.isoformat(sep=" ")
+	steps.wake_timer_if_soon(due, now)

@@ -1,9 +1,14 @@
 """The scheduler: claim due Flow Step Pending rows atomically and fire them.
 
-- `tick` (cron, every minute): reclaim expired leases, drain every due row, re-dispatch stale runs,
-  and start the precision timer when something is due soon.
+- `tick` (cron, every minute): reclaim expired row leases, fire due schedules, drain every due row,
+  re-dispatch runs whose lease lapsed (see leases.py), and start the precision timer when something is
+  due soon. Each phase rides out database trouble (resilience.py) and one failing phase does not stop
+  the others.
 - `claim_due` takes rows with `SELECT … FOR UPDATE SKIP LOCKED` and marks them `running` with a
-  claim token and a lease, so overlapping ticks and workers never take the same row twice.
+  claim token and a lease, so overlapping ticks and workers never take the same row twice. A fire job
+  renews the leases of the rows it has not reached yet; a lapsed lease whose job is still queued is
+  extended, not reclaimed. `claims` counts how often a row was claimed since it was armed (lease
+  reclaims); step retries count in `attempts` and never make a row look abandoned.
 - `fire` executes a claimed row's step under the run lock, checking the claim token, so a row that
   was reclaimed after its worker died is fired by exactly one worker.
 - `timer_loop` (queue "long"; one per site, held by a Redis lock, at most one queued: RQ job ids
@@ -17,18 +22,20 @@ from __future__ import annotations
 
 import datetime
 import time
+from contextlib import suppress
 
 import frappe
 from frappe.utils import add_to_date, cint
 
-from flow_engine.runtime import clock, jobs, runs, steps, store, templates
+from flow_engine.runtime import clock, identity, jobs, leases, resilience, runs, steps, store, templates
 
 BATCH = 500
 FIRE_CHUNK = 25  # at least this many rows per job (each worker job pays Frappe's start-up once)
-MAX_FIRE_CHUNK = 250
-LEASE_SECONDS = 300
+MAX_FIRE_CHUNK = 100
+LEASE_SECONDS = 60
 MAX_CLAIMS = 5
-STALE_RUN_MINUTES = 10
+FIRE_JOB = "flow_engine_fire"
+TIMER_RECOVER_SECONDS = 2.0  # how often the timer looks for runs whose lease lapsed
 TIMER_LOCK = "flow_engine:timer"
 TIMER_TTL = 15
 TIMER_LIFETIME = 120
@@ -45,33 +52,48 @@ def tick() -> dict:
 	"""Cron entry point (every minute)."""
 	from flow_engine.runtime.schedules import fire_due as fire_schedules
 
-	reclaimed = reclaim_expired()
-	scheduled = fire_schedules()
-	fired = drain_due()
-	stale = redispatch_stale_runs()
-	ensure_timer()
-	return {"reclaimed": reclaimed, "schedules": scheduled, "claimed": fired, "stale_runs": stale}
+	result = {}
+	for key, phase in (
+		("reclaimed", reclaim_expired),
+		("schedules", fire_schedules),
+		("claimed", drain_due),
+		("recovered_runs", runs.recover_lost_runs),
+	):
+		try:
+			result[key] = resilience.retrying(phase)
+		except Exception:
+			resilience.reset_connection()
+			frappe.log_error(title=f"flow_engine: scheduler tick could not {key.replace('_', ' ')}")
+			result[key] = None
+	with suppress(Exception):
+		ensure_timer()
+	return result
 
 
 def claim_due(limit: int = BATCH, now: datetime.datetime | None = None) -> tuple[str, list[dict]]:
 	"""Claim up to `limit` due rows; returns (claim token, rows) and commits the claim."""
 	now = now or clock.now()
 	token = frappe.generate_hash(length=16)
-	rows = frappe.db.sql(
-		"""select name, run, step_id, purpose, attempts from `tabFlow Step Pending`
-		where status='pending' and trigger_at <= %s order by trigger_at limit %s for update skip locked""",
-		(now, limit),
-		as_dict=True,
-	)
+	rows = select_due(now, limit)
 	if rows:
 		names = [row.name for row in rows]
 		frappe.db.sql(
 			"""update `tabFlow Step Pending` set status='running', claimed_at=%s, lease_until=%s, claimed_by=%s,
-			attempts=attempts+1, modified=%s where name in %s""",
+			claims=claims+1, modified=%s where name in %s""",
 			(now, add_to_date(now, seconds=_lease_seconds()), token, now, tuple(names)),
 		)
 	frappe.db.commit()
 	return token, rows
+
+
+def select_due(now: datetime.datetime, limit: int) -> list[dict]:
+	"""Lock up to `limit` due rows; rows another tick has locked are skipped, never waited for."""
+	return frappe.db.sql(
+		"""select name, run, step_id, purpose, attempts, claims from `tabFlow Step Pending`
+		where status='pending' and trigger_at <= %s order by trigger_at limit %s for update skip locked""",
+		(now, limit),
+		as_dict=True,
+	)
 
 
 def drain_due(inline: bool | None = None, now: datetime.datetime | None = None) -> int:
@@ -88,12 +110,21 @@ def drain_due(inline: bool | None = None, now: datetime.datetime | None = None) 
 			fire_batch(names, token)
 		else:
 			size = max(FIRE_CHUNK, min(MAX_FIRE_CHUNK, -(-len(names) // 4)))
-			for start in range(0, len(names), size):
+			chunks = [names[start : start + size] for start in range(0, len(names), size)]
+			tokens = [token] + [frappe.generate_hash(length=16) for _chunk in chunks[1:]]
+			for chunk, chunk_token in zip(chunks[1:], tokens[1:], strict=True):
+				frappe.db.sql(  # a token per job, so a lapsed lease can tell whether its job still waits
+					"update `tabFlow Step Pending` set claimed_by=%s where name in %s",
+					(chunk_token, tuple(chunk)),
+				)
+			frappe.db.commit()
+			for chunk, chunk_token in zip(chunks, tokens, strict=True):
 				frappe.enqueue(
 					"flow_engine.runtime.scheduler.fire_batch",
 					queue=jobs.QUEUE,
-					names=names[start : start + size],
-					token=token,
+					job_id=f"{FIRE_JOB}:{chunk_token}",
+					names=chunk,
+					token=chunk_token,
 				)
 		if len(rows) < BATCH:
 			break
@@ -101,27 +132,62 @@ def drain_due(inline: bool | None = None, now: datetime.datetime | None = None) 
 
 
 def fire_batch(names: list[str], token: str) -> None:
-	for name in names:
+	"""Fire claimed rows one by one (each riding out database trouble), renewing the leases of the rows
+	not reached yet; then make the external calls their steps began, together."""
+	renewed = time.monotonic()
+	with_calls: list = []
+	for index, name in enumerate(names):
 		try:
-			fire(name, token)
-		except Exception:
-			frappe.db.rollback()
-			frappe.log_error(title=f"flow_engine: firing pending step {name} failed")
+			resilience.retrying(fire, name, token, with_calls)
+		except Exception as error:
+			resilience.reset_connection()
+			_release(name, token, error)
+		if time.monotonic() - renewed > _lease_seconds() / 3:
+			with suppress(Exception):
+				resilience.retrying(_renew, names[index + 1 :], token)
+			renewed = time.monotonic()
+	runs.make_calls(with_calls)
+	runs.recover_lost_runs()
 
 
-def fire(name: str, token: str) -> str | None:
-	"""Execute the step of one claimed row; then keep advancing its run. Returns the row's status."""
+def _renew(names: list[str], token: str) -> None:
+	if names:
+		now = clock.now()
+		frappe.db.sql(
+			"""update `tabFlow Step Pending` set lease_until=%s where name in %s and status='running'
+			and claimed_by=%s""",
+			(add_to_date(now, seconds=_lease_seconds()), tuple(names), token),
+		)
+		frappe.db.commit()
+
+
+def _release(name: str, token: str, error: BaseException) -> None:
+	"""A row whose firing failed outside its step goes back to `pending` for the next claim (its
+	`claims` bound abandons it eventually); its run counts an infrastructure failure."""
+	try:
+		run = frappe.db.get_value("Flow Step Pending", name, "run")
+		frappe.db.sql(
+			"""update `tabFlow Step Pending` set status='pending', claimed_by=null, lease_until=null,
+			last_error=%s where name=%s and status='running' and claimed_by=%s""",
+			(f"firing failed: {error.__class__.__name__}: {error}"[:1000], name, token),
+		)
+		frappe.db.commit()
+		if run:
+			leases.record_failure(run, error)
+	except Exception:
+		resilience.reset_connection()  # the database is away: the row's lease lapses and it is reclaimed
+
+
+def fire(name: str, token: str, collect: list | None = None) -> str | None:
+	"""Execute the step of one claimed row; then keep advancing its run. Returns the row's status.
+
+	External calls the run begins are made here, or left for the caller when it passes `collect`."""
 	found = frappe.db.sql("select run from `tabFlow Step Pending` where name=%s", (name,))
 	run_name = found[0][0] if found else None
 	if not run_name:
 		return None
 	record = store.load_run(run_name, lock=True)  # lock order: run, then row
-	row = frappe.db.sql(
-		"select name, step_id, purpose, status, claimed_by, attempts from `tabFlow Step Pending` where name=%s "
-		"for update",
-		(name,),
-		as_dict=True,
-	)
+	row = locked_row(name)
 	if not row or row[0].status != "running" or row[0].claimed_by != token:
 		frappe.db.commit()
 		return row[0].status if row else None  # reclaimed and taken by someone else
@@ -150,12 +216,19 @@ def fire(name: str, token: str) -> str | None:
 		outcome = "cancelled"
 	else:
 		step = record.definition.step(row.step_id)
-		with jobs.acting_as(runs._run_as(record.template)):
-			result = steps.execute(record, step, pending_row=name)
-		if result == "scheduled":
-			outcome = None  # the same row now waits for the retry
-		elif result == "failed":
-			outcome = "failed"
+		try:
+			user = runs.run_as(record.template)
+		except identity.RunAsError as error:
+			steps.fail_run(record, str(error))
+			user = None
+			outcome = "cancelled"
+		if user:
+			with jobs.acting_as(user):
+				result = steps.execute(record, step, pending_row=name)
+			if result == "scheduled":
+				outcome = None  # the same row now waits for the retry
+			elif result == "failed":
+				outcome = "failed"
 	if outcome:
 		_finish_row(
 			name,
@@ -165,10 +238,25 @@ def fire(name: str, token: str) -> str | None:
 		)
 	runs.settle(record)
 	if record.is_terminal:
-		runs._commit(record)
+		runs.commit(record)
 	else:
-		runs.drive(record)  # go on with the next waves in the same transaction
+		record = runs.drive(record)  # go on with the next waves in the same transaction
+	if record is not None and record.calls:
+		if collect is None:
+			runs.make_calls([record])
+		else:
+			collect.append(record)
 	return outcome or "pending"
+
+
+def locked_row(name: str) -> list[dict]:
+	"""The pending row, locked (after its run: the lock order is run, then row)."""
+	return frappe.db.sql(
+		"select name, step_id, purpose, status, claimed_by, attempts from `tabFlow Step Pending` where name=%s "
+		"for update",
+		(name,),
+		as_dict=True,
+	)
 
 
 def _finish_row(name: str, status: str, now: datetime.datetime, error: str | None = None) -> None:
@@ -183,17 +271,26 @@ def reclaim_expired(now: datetime.datetime | None = None) -> int:
 	"""Rows stuck in `running` past their lease (their worker died) go back to `pending`."""
 	now = now or clock.now()
 	rows = frappe.db.sql(
-		"""select name, run, step_id, attempts from `tabFlow Step Pending`
+		"""select name, run, step_id, claims, claimed_by from `tabFlow Step Pending`
 		where status='running' and lease_until < %s for update skip locked""",
 		(now,),
 		as_dict=True,
 	)
+	waiting: dict[str, bool] = {}
 	for row in rows:
-		if row.attempts >= MAX_CLAIMS:
+		if row.claimed_by and row.claimed_by not in waiting:
+			waiting[row.claimed_by] = jobs.job_waiting(f"{FIRE_JOB}:{row.claimed_by}")
+		if waiting.get(row.claimed_by):  # its job is still queued behind others: not abandoned
+			frappe.db.sql(
+				"update `tabFlow Step Pending` set lease_until=%s where name=%s",
+				(add_to_date(now, seconds=_lease_seconds()), row.name),
+			)
+			continue
+		if row.claims >= MAX_CLAIMS:
 			frappe.db.sql(
 				"""update `tabFlow Step Pending` set status='failed', last_error=%s, modified=%s where name=%s""",
 				(
-					f"claimed {row.attempts} times without finishing (workers died or timed out)",
+					f"claimed {row.claims} times without finishing (workers died or timed out)",
 					now,
 					row.name,
 				),
@@ -222,18 +319,6 @@ def fail_abandoned(run: str, step_id: str, row: str) -> None:
 	frappe.db.commit()
 
 
-def redispatch_stale_runs() -> int:
-	"""Runs left `running` with no progress (their job was lost) are advanced again."""
-	cutoff = add_to_date(clock.now(), minutes=-STALE_RUN_MINUTES)
-	names = frappe.db.sql_list(
-		"select name from `tabFlow Run` where status='running' and modified < %s limit 500", (cutoff,)
-	)
-	for name in names:
-		jobs.schedule_advance(name)
-	frappe.db.commit()
-	return len(names)
-
-
 def next_due() -> datetime.datetime | None:
 	return frappe.db.sql("select min(trigger_at) from `tabFlow Step Pending` where status='pending'")[0][0]
 
@@ -256,14 +341,17 @@ def ensure_timer(slot: int = 0, handover: bool = False) -> None:
 	due = next_due()
 	if due is None or due > clock.now() + datetime.timedelta(seconds=HORIZON_SECONDS):
 		return
-	frappe.enqueue(
-		"flow_engine.runtime.scheduler.timer_loop",
-		queue="long",
-		timeout=TIMER_LIFETIME + 120,
-		job_id=f"{TIMER_JOB_ID}_{slot}",
-		deduplicate=True,
-		slot=slot,
-	)
+	try:
+		frappe.enqueue(
+			"flow_engine.runtime.scheduler.timer_loop",
+			queue="long",
+			timeout=TIMER_LIFETIME + 120,
+			job_id=f"{TIMER_JOB_ID}_{slot}",
+			deduplicate=True,
+			slot=slot,
+		)
+	except Exception:
+		pass  # the queue (Redis) is away; the minute tick starts the timer once it is back
 
 
 def timer_loop(seconds: float = TIMER_LIFETIME, slot: int = 0) -> int:
@@ -280,12 +368,23 @@ def timer_loop(seconds: float = TIMER_LIFETIME, slot: int = 0) -> int:
 	deadline = time.monotonic() + seconds
 	claimed = 0
 	idle_since = time.monotonic() - TIMER_IDLE_SECONDS  # nothing near at the start: exit at once
+	recovered_at = 0.0
 	try:
 		while time.monotonic() < deadline:
-			frappe.cache.set(key, token, ex=TIMER_TTL)
-			frappe.db.rollback()  # a fresh snapshot each round
-			due = next_due()
-			now = clock.now()
+			try:
+				frappe.cache.set(key, token, ex=TIMER_TTL)
+				frappe.db.rollback()  # a fresh snapshot each round
+				if time.monotonic() - recovered_at > TIMER_RECOVER_SECONDS:
+					runs.recover_lost_runs()
+					recovered_at = time.monotonic()
+				due = next_due()
+				now = clock.now()
+			except Exception as error:
+				if not resilience.is_transient(error):
+					raise
+				resilience.reset_connection()  # the database is away: keep the lock and try again
+				time.sleep(0.5)
+				continue
 			if due is not None and due <= now:
 				claimed += drain_due(inline=True)
 				idle_since = time.monotonic()

@@ -44,6 +44,7 @@ def check(raw: Mapping, catalog: Catalog, trigger_doctype: str | None) -> list[I
 		step_id, label = step.get("id"), step.get("label") or None
 		spec = catalog.get(step.get("kind"))
 		payload = step.get("payload") if isinstance(step.get("payload"), Mapping) else {}
+		issues += _missing_secrets(step_id, label, spec, payload)
 		if spec is not None and spec.requires_app and spec.requires_app not in apps:
 			issues.append(
 				Issue(
@@ -102,3 +103,25 @@ def check(raw: Mapping, catalog: Catalog, trigger_doctype: str | None) -> list[I
 							)
 						)
 	return issues
+
+
+def _missing_secrets(step_id, label, spec, payload: Mapping) -> list[Issue]:
+	"""References to Flow Secrets that do not exist (webhook steps; elsewhere the engine refuses them)."""
+	from flow_engine.engine import secret_refs
+	from flow_engine.runtime import secrets
+
+	if spec is None or spec.name not in secret_refs.SECRET_KINDS:
+		return []
+	found = list(secret_refs.reference_fields(payload))
+	absent = secrets.missing(name for _field, name in found)
+	return [
+		Issue(
+			f"secret '{name}' does not exist; create it in Flow Secret",
+			step_id,
+			field,
+			label,
+			"missing_secret",
+		)
+		for field, name in found
+		if name in absent
+	]

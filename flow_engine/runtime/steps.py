@@ -10,19 +10,46 @@ import datetime
 import secrets
 import time
 import traceback
+from dataclasses import dataclass
 
 import frappe
 
 from flow_engine.engine import templating, timing
 from flow_engine.engine.definition import Step
-from flow_engine.kinds.base import StepCall, StepFailed
+from flow_engine.kinds.base import External, StepCall, StepFailed
 from flow_engine.kinds.registry import get_catalog, get_handler
-from flow_engine.runtime import clock, jobs, store
+from flow_engine.runtime import clock, jobs, store, tokens
 from flow_engine.runtime.context import build_context
 from flow_engine.runtime.store import RunRecord
 
 SAVEPOINT = "flow_engine_step"
 TIMER_HORIZON = datetime.timedelta(seconds=75)
+MAX_LOST_CALLS = 3
+
+
+@dataclass
+class PendingCall:
+	"""An external call begun by `execute`: made by `runs` once the step's `running` state committed."""
+
+	run: str
+	step_id: str
+	call_id: str
+	attempt: int
+	external: External
+	payload: object
+	key: str
+	started: datetime.datetime
+	outcome: tuple | None = None  # ("ok", value) or ("error", exception), set by perform()
+	duration_ms: float = 0.0
+
+	def perform(self) -> PendingCall:
+		timer = time.perf_counter()
+		try:
+			self.outcome = ("ok", self.external.perform())
+		except Exception as error:
+			self.outcome = ("error", error)
+		self.duration_ms = (time.perf_counter() - timer) * 1000
+		return self
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -59,6 +86,8 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	try:
 		with jobs.executing(run.name, run.template, run.reference_doctype, run.reference_name, run.depth):
 			result = get_handler(step.kind)(call)
+		if isinstance(result, External):
+			return _begin_call(run, step, state, attempt, result, payload, key, started)
 		if result is None:
 			result = {}
 		elif not isinstance(result, dict):
@@ -84,6 +113,79 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	return "completed"
 
 
+def _begin_call(run, step, state, attempt, external, payload, key, started) -> str:
+	"""Mark the step `running` with a call id and deadline; the call is made after commit (runs.py)."""
+	call_id = secrets.token_hex(8)
+	deadline = clock.now() + datetime.timedelta(seconds=float(external.timeout))
+	state.update(call_id=call_id, call_deadline=_iso(deadline))
+	run.calls.append(PendingCall(run.name, step.id, call_id, attempt, external, payload, key, started))
+	return "running"
+
+
+def finish_call(run: RunRecord, step: Step, call: PendingCall) -> str | None:
+	"""Record a made call's answer on the locked run. None when the step moved on meanwhile (cancelled,
+	or called again after this worker was presumed dead): that answer is dropped."""
+	state = run.states.get(step.id) or {}
+	if state.get("status") != "running" or state.get("call_id") != call.call_id:
+		return None
+	state.pop("call_id", None)
+	state.pop("call_deadline", None)
+	timer = time.perf_counter() - call.duration_ms / 1000
+	kind, value = call.outcome or ("error", RuntimeError("the call was never made"))
+	try:
+		result = call.external.finish(value) if kind == "ok" else call.external.finish_error(value)
+	except Exception as error:
+		return _failed(
+			run, step, state, call.attempt, error, call.started, timer, call.payload, call.key, None
+		)
+	if result is None:
+		result = {}
+	elif not isinstance(result, dict):
+		result = {"value": result}
+	store.record_attempt(
+		run,
+		step.id,
+		step.kind,
+		call.attempt,
+		"completed",
+		call.started,
+		call.duration_ms,
+		call.payload,
+		result,
+		None,
+		call.key,
+	)
+	state.update(status="completed", completed_at=_iso(clock.now()), result=result)
+	state.pop("error", None)
+	run.steps_executed += 1
+	return "completed"
+
+
+def recover_lost_calls(run: RunRecord) -> None:
+	"""Steps left `running` past their call deadline lost their worker mid-call: call again (the same
+	Idempotency-Key), up to MAX_LOST_CALLS times, then fail the step."""
+	now = clock.now()
+	margin = datetime.timedelta(seconds=30)
+	for step_id, state in list(run.states.items()):
+		deadline = state.get("call_deadline") if state.get("status") == "running" else None
+		if not deadline or datetime.datetime.fromisoformat(deadline) + margin >= now:
+			continue
+		if not run.definition.has_step(step_id):
+			continue
+		step = run.definition.step(step_id)
+		lost = int(state.get("lost_calls") or 0) + 1
+		state.pop("call_id", None)
+		state.pop("call_deadline", None)
+		state["lost_calls"] = lost
+		if lost > MAX_LOST_CALLS:
+			message = f"its worker stopped during the call {lost} times before recording an answer"
+			state.update(status="failed", error=message, completed_at=_iso(now))
+			fail_run(run, f"Step '{step_id}' failed: {message}")
+			return
+		state["error"] = "the worker making this call stopped before recording its answer; calling again"
+		execute(run, step)
+
+
 def _is_retryable(error: Exception) -> bool:
 	if isinstance(error, StepFailed):
 		return error.retryable
@@ -105,7 +207,8 @@ def _failed(run, step, state, attempt, error, started, timer, payload, key, pend
 	duration = (time.perf_counter() - timer) * 1000
 	output = getattr(error, "output", None)
 	now = clock.now()
-	due = timing.retry_at(now, attempt, step.retry) if _is_retryable(error) else None
+	budget_used = attempt - int(state.get("retry_base") or 0)  # a manual retry gives a fresh budget
+	due = timing.retry_at(now, budget_used, step.retry) if _is_retryable(error) else None
 	status = "retrying" if due else "failed"
 	store.record_attempt(
 		run, step.id, step.kind, attempt, status, started, duration, payload, output, message, key
@@ -115,18 +218,19 @@ def _failed(run, step, state, attempt, error, started, timer, payload, key, pend
 		if pending_row:
 			frappe.db.sql(
 				"""update `tabFlow Step Pending` set status='pending', trigger_at=%s, purpose='retry',
-				last_error=%s, claimed_by=null, lease_until=null, modified=%s where name=%s""",
-				(due, message, now, pending_row),
+				attempts=%s, claims=0, last_error=%s, claimed_by=null, lease_until=null, modified=%s
+				where name=%s""",
+				(due, attempt, message, now, pending_row),
 			)
 			row = pending_row
 		else:
 			row = store.insert_pending(run.name, step.id, due, "retry", attempts=attempt, last_error=message)
 		state.update(status="scheduled", due=_iso(due), pending=row)
-		_wake_timer_if_soon(due, now)
+		wake_timer_if_soon(due, now)
 		return "scheduled"
 	state.update(status="failed", completed_at=_iso(now))
 	label = f" ({step.label})" if step.label else ""
-	tries = f" after {attempt} attempts" if attempt > 1 else ""
+	tries = f" after {budget_used} attempts" if budget_used > 1 else ""
 	fail_run(run, f"Step '{step.id}'{label} failed{tries}: {message}")
 	return "failed"
 
@@ -136,7 +240,7 @@ def schedule(run: RunRecord, step: Step, due: datetime.datetime, purpose: str = 
 	row = store.insert_pending(run.name, step.id, due, purpose)
 	state = run.states.setdefault(step.id, {})
 	state.update(status="scheduled", due=_iso(due), pending=row, scheduled_at=_iso(now))
-	_wake_timer_if_soon(due, now)
+	wake_timer_if_soon(due, now)
 
 
 def schedule_on_date(run: RunRecord, step: Step) -> None:
@@ -170,7 +274,7 @@ def park(run: RunRecord, step: Step) -> None:
 	state = run.states.setdefault(step.id, {})
 	state.update(status="waiting", parked_at=_iso(now), waiting_for=step.trigger.type)
 	if step.trigger.type == "on_webhook":
-		state["token"] = secrets.token_urlsafe(24)
+		state["token"] = tokens.new_token(run.name, step.id)
 	if step.timeout:
 		due = now + datetime.timedelta(seconds=step.timeout)
 		state["timeout_row"] = store.insert_pending(run.name, step.id, due, "timeout")
@@ -188,7 +292,7 @@ def fail_run(run: RunRecord, message: str) -> None:
 	store.cancel_pending(run.name)
 
 
-def _wake_timer_if_soon(due: datetime.datetime, now: datetime.datetime) -> None:
+def wake_timer_if_soon(due: datetime.datetime, now: datetime.datetime) -> None:
 	if due - now <= TIMER_HORIZON and not jobs.inline_mode():
 		from flow_engine.runtime.scheduler import ensure_timer
 

@@ -21,7 +21,7 @@ TERMINAL = ("completed", "failed", "cancelled")
 RUN_COLUMNS = (
 	"name, template, template_version, status, trigger_event, reference_doctype, reference_name, customer, "
 	"source, started_by, parent_run, schedule, depth, started_at, completed_at, waves, steps_executed, error, "
-	"input, variables, step_state, doc_snapshot, modified"
+	"input, variables, step_state, doc_snapshot, modified, lease_until, lease_owner, infra_failures"
 )
 
 
@@ -71,9 +71,13 @@ class RunRecord:
 	states: dict
 	doc_snapshot: dict | None
 	modified: datetime.datetime | None = None
+	lease_until: datetime.datetime | None = None  # see runtime/leases.py
+	lease_owner: str | None = None
+	infra_failures: int = 0
 	definition: Definition | None = None
 	published: dict = field(default_factory=dict)
 	unsaved_attempts: list = field(default_factory=list)  # written with the run row (save_run)
+	calls: list = field(default_factory=list)  # external calls begun, to make once committed (runs.py)
 
 	@property
 	def is_terminal(self) -> bool:
@@ -123,6 +127,9 @@ def load_run(name: str, lock: bool = False) -> RunRecord | None:
 		states=loads(row.step_state),
 		doc_snapshot=loads(row.doc_snapshot, default=None) or None,
 		modified=row.modified,
+		lease_until=row.lease_until,
+		lease_owner=row.lease_owner,
+		infra_failures=int(row.infra_failures or 0),
 	)
 
 
@@ -137,7 +144,8 @@ def save_run(run: RunRecord) -> None:
 	run.modified = clock.now()
 	frappe.db.sql(
 		"""update `tabFlow Run` set status=%s, step_state=%s, variables=%s, error=%s, completed_at=%s,
-		waves=%s, steps_executed=%s, modified=%s where name=%s""",
+		waves=%s, steps_executed=%s, modified=%s, lease_until=%s, lease_owner=%s, infra_failures=%s
+		where name=%s""",
 		(
 			run.status,
 			dumps(run.states),
@@ -147,6 +155,9 @@ def save_run(run: RunRecord) -> None:
 			run.waves,
 			run.steps_executed,
 			run.modified,
+			run.lease_until,
+			run.lease_owner,
+			run.infra_failures,
 			run.name,
 		),
 	)
@@ -250,6 +261,7 @@ def insert_pending(
 			"trigger_at": trigger_at,
 			"status": "pending",
 			"attempts": attempts,
+			"claims": 0,
 			"last_error": last_error,
 		},
 	)

@@ -13,7 +13,7 @@ from flow_engine.engine.definition import Definition, build
 from flow_engine.engine.errors import DefinitionError, Issue
 from flow_engine.engine.validation import validate
 from flow_engine.kinds.registry import get_catalog
-from flow_engine.runtime import site_checks
+from flow_engine.runtime import identity, secrets, site_checks
 
 TRIGGER_FIELDS = ("trigger_doctype", "trigger_event", "trigger_field", "custom_event", "trigger_condition")
 DEFINITIONS_CACHE = "flow_engine:definitions"
@@ -80,6 +80,7 @@ def on_validate(doc) -> None:
 	)
 	raw.setdefault("version", 1)
 	raw.setdefault("steps", [])
+	raw = secrets.extract_clear_secrets(doc, raw)  # clear secrets → Flow Secret, before anything stores raw
 	before = doc.get_doc_before_save()
 	definition_trigger = {k: v for k, v in (raw.get("trigger") or {}).items() if v not in (None, "", {})}
 	if before is None:
@@ -120,6 +121,7 @@ def on_validate(doc) -> None:
 			)
 			doc.version = int(latest or 0) + 1
 		doc.flags.flow_version_changed = True
+	identity.on_validate(doc)  # Run As: default, who may set it, what it may do
 
 
 def as_html(text: str) -> str:
@@ -250,5 +252,6 @@ def duplicate(template: str, new_name: str) -> str:
 	copy.is_system = 0
 	copy.is_active = 0
 	copy.version = 0
+	identity.prepare_copy(copy)
 	copy.insert()
 	return copy.name

@@ -323,53 +323,6 @@ class TestRuns(FlowTestCase):
 		frappe.db.commit()
 		self.assertIn("SMS Settings", store.load_run(name).error)
 
-	def test_concurrent_completions_never_lose_updates(self):
-		template = make_flow(
-			"parallel",
-			[
-				{"id": "a", "kind": "wait", "trigger": {"type": "manual"}},
-				{"id": "b", "kind": "wait", "trigger": {"type": "manual"}},
-				todo("join", "joined", depends_on=["a", "b"]),
-			],
-		).name
-		name = runs.start_run(template)
-		frappe.db.commit()
-		from flow_engine.tests.utils import run_in_subprocess
-
-		code = (
-			"from flow_engine.runtime import runs\nfrappe.flags.flow_engine_inline=True\n"
-			f"runs.complete_step({name!r}, sys.argv[1])\nfrappe.db.commit()\n"
-		)
-		import subprocess
-		import sys
-
-		procs = [
-			subprocess.Popen(
-				[
-					sys.executable,
-					"-c",
-					"import sys, frappe\n"
-					f"frappe.init(site={frappe.local.site!r}, sites_path={frappe.local.sites_path!r})\nfrappe.connect()\n"
-					"frappe.set_user('Administrator')\n" + code,
-					step,
-				],
-				cwd=frappe.local.sites_path,
-				stderr=subprocess.PIPE,
-				text=True,
-			)
-			for step in ("a", "b")
-		]
-		for proc in procs:
-			_, err = proc.communicate(timeout=120)
-			self.assertEqual(proc.returncode, 0, err[-2000:])
-		frappe.db.rollback()
-		record = store.load_run(name)
-		self.assertEqual(record.states["a"]["status"], "completed")
-		self.assertEqual(record.states["b"]["status"], "completed")
-		self.assertEqual(record.status, "completed")
-		self.assertEqual(frappe.db.count("Flow Step Attempt", {"run": name, "step_id": "join"}), 1)
-		self.assertTrue(run_in_subprocess("print('ok')"))
-
 	def test_depth_guard_stops_ping_pong(self):
 		# flow A on insert of ToDo creates a ToDo: each run would start another, forever
 		template = make_flow("ping pong", [todo("again", "again")], doctype="ToDo", event="after_insert").name

@@ -96,9 +96,10 @@ class TestScheduler(FlowTestCase):
 		self.assertGreaterEqual(result["claimed"], 3)
 		self.assertEqual(frappe.db.count("Flow Run", {"template": template, "status": "completed"}), 3)
 		rows = frappe.get_all(
-			"Flow Step Pending", filters={"run": ["in", names]}, fields=["status", "attempts"]
+			"Flow Step Pending", filters={"run": ["in", names]}, fields=["status", "claims", "attempts"]
 		)
-		self.assertTrue(all(row.status == "completed" and row.attempts == 2 for row in rows))
+		self.assertTrue(all(row.status == "completed" and row.claims == 2 for row in rows), rows)
+		self.assertTrue(all(row.attempts == 0 for row in rows), "lease reclaims are not step attempts")
 
 	def test_backlog_is_not_capped(self):
 		template, names = self._due_runs("backlog", scheduler.BATCH + 7)

@@ -122,6 +122,10 @@ def cleanup() -> None:
 			frappe.db.delete("Flow Run", {"name": ["in", part]})
 		frappe.db.delete("Flow Template Version", {"template": ["in", templates]})
 		frappe.db.delete("Flow Template", {"name": ["in", templates]})
+	secrets = frappe.get_all("Flow Secret", filters={"template": ["like", PREFIX + "%"]}, pluck="name")
+	if secrets:
+		frappe.db.delete("Flow Secret", {"name": ["in", secrets]})
+		frappe.db.delete("__Auth", {"doctype": "Flow Secret", "name": ["in", secrets]})
 	if frappe.db.exists("DocType", TEST_DOCTYPE):
 		frappe.db.delete(TEST_DOCTYPE)
 	frappe.db.delete("ToDo", {"description": ["like", "%[flowtest]%"]})

@@ -21,3 +21,4 @@ class FlowRun(Document):
 def on_doctype_update():
 	frappe.db.add_index("Flow Run", ["reference_doctype", "reference_name"])
 	frappe.db.add_index("Flow Run", ["status", "modified"])
+	frappe.db.add_index("Flow Run", ["status", "lease_until"])

@@ -3,6 +3,7 @@
 
 frappe.ui.form.on("Flow Template", {
 	refresh(frm) {
+		show_run_as(frm);
 		if (frm.is_new()) return;
 		frm.add_custom_button(__("Open in Flow Editor"), () => frappe.set_route("flow-editor", frm.doc.name)).addClass(
 			"btn-primary"
@@ -52,4 +53,53 @@ frappe.ui.form.on("Flow Template", {
 			)
 		);
 	},
+	is_active(frm) {
+		if (frm.doc.is_active && !frm.doc.run_as) ask_run_as(frm);
+	},
+	run_as(frm) {
+		show_run_as(frm);
+	},
 });
+
+// Every flow runs as a user (issue 10): show who, and ask when activating a flow that has none.
+function show_run_as(frm) {
+	const who = frm.doc.run_as
+		? __("Steps act with the permissions of {0}.", [frappe.utils.escape_html(frm.doc.run_as)])
+		: __("No Run As user yet: the flow will run as whoever activates it or next changes its definition.");
+	const how = frappe.user.has_role("System Manager")
+		? __("As a System Manager you may choose another user.")
+		: __("Only a System Manager may choose another user; when you change the flow's behaviour it runs as you.");
+	frm.set_df_property("run_as", "description", `${who} ${how}`);
+}
+
+function ask_run_as(frm) {
+	const manager = frappe.user.has_role("System Manager");
+	let confirmed = false;
+	const dialog = new frappe.ui.Dialog({
+		title: __("Run this flow as"),
+		fields: [
+			{
+				fieldname: "run_as",
+				fieldtype: "Link",
+				options: "User",
+				label: __("Run As"),
+				reqd: 1,
+				default: frappe.session.user,
+				read_only: manager ? 0 : 1,
+				description: manager
+					? __("Its steps act with this user's permissions.")
+					: __("Its steps act with your permissions; only a System Manager may choose another user."),
+			},
+		],
+		primary_action_label: __("Activate"),
+		primary_action(values) {
+			confirmed = true;
+			dialog.hide();
+			if (manager) frm.set_value("run_as", values.run_as);
+		},
+	});
+	dialog.onhide = () => {
+		if (!confirmed) frm.set_value("is_active", 0);
+	};
+	dialog.show();
+}

@@ -290,6 +290,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 				definition: JSON.stringify(definition.value),
 				layout: JSON.stringify({ positions: positions.value }),
 				is_active: template.value.is_active ? 1 : 0,
+				run_as: template.value.can_set_run_as ? template.value.run_as || "" : "",
 			},
 			freeze: true,
 			freeze_message: __("Saving..."),
@@ -299,10 +300,20 @@ export const useFlowStore = defineStore("flow-editor", () => {
 			show_errors(outcome.errors, __("Not saved: the flow is invalid"));
 			return false;
 		}
-		template.value = { ...template.value, version: outcome.version, modified: outcome.modified };
+		template.value = {
+			...template.value,
+			version: outcome.version,
+			modified: outcome.modified,
+			run_as: outcome.run_as,
+		};
 		dirty.value = false;
 		frappe.show_alert({ message: __("Saved (version {0})", [outcome.version]), indicator: "green" });
 		return true;
+	}
+
+	function set_run_as(value) {
+		template.value = { ...template.value, run_as: value || null };
+		dirty.value = true;
 	}
 
 	function set_active(value) {
@@ -586,6 +597,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		set_payload,
 		set_trigger,
 		set_active,
+		set_run_as,
 		add_step,
 		remove_step,
 		duplicate_step,
