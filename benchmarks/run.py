@@ -947,7 +947,7 @@ def bench_recovery(smoke: bool) -> None:
 					time.sleep(0.5)
 			back = time.monotonic()
 			log("r: database back; waiting for the runs")
-			last_done, done = back, 0
+			last_done, done, traced = back, 0, back
 			while time.monotonic() - back < ARGS.recovery_wait:
 				frappe.db.rollback()
 				now_done = frappe.db.count("Flow Run", {"template": template, "status": "completed"})
@@ -955,6 +955,9 @@ def bench_recovery(smoke: bool) -> None:
 					done, last_done = now_done, time.monotonic()
 				if done >= count:
 					break
+				if time.monotonic() - traced >= 5:
+					traced = time.monotonic()
+					log(f"r: {done}/{count} completed {traced - back:.0f}s after the database came back")
 				time.sleep(0.5)
 	finally:
 		scheduler_proc.terminate()

@@ -87,8 +87,8 @@ export function bench(...args) {
 	const command = `cd ${BENCH} && bench --site ${SITE} ${args.map((a) => `'${a}'`).join(" ")}`;
 	const asRoot = process.getuid && process.getuid() === 0;
 	return execFileSync(
-		asRoot ? "sudo" : "bash",
-		asRoot ? ["-u", "frappe", "-H", "bash", "-lc", command] : ["-lc", command],
+		asRoot ? "runuser" : "bash",
+		asRoot ? ["-u", "frappe", "--", "bash", "-lc", command] : ["-lc", command],
 		{ encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }
 	);
 }

@@ -102,6 +102,7 @@ def save_flow(
 	if is_active not in (None, ""):
 		doc.is_active = 1 if frappe.utils.cint(is_active) else 0
 	if run_as not in (None, "") and run_as != doc.run_as:
+		identity.check_may_set(run_as, doc.name)
 		doc.run_as = run_as
 	layout_value = _json_arg(layout, "layout")
 	if layout_value is not None:

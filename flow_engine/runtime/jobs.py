@@ -33,17 +33,11 @@ def after_commit(method: str, queue: str = QUEUE, **kwargs) -> None:
 	frappe.db.after_commit.add(dispatch)
 
 
-ADVANCE_BATCH = 50  # runs per worker job: Frappe pays ~0.3-0.5 s to start each job
-ADVANCE_JOB = "flow_engine_advance"
+ADVANCE_BATCH = 50  # runs a pool job claims at a time
 TO_ADVANCE = "flow_engine_to_advance"
-
-
-class AdvanceBuffer(list):
-	"""Runs to advance once this transaction commits, with the token naming their jobs."""
-
-	def __init__(self):
-		super().__init__()
-		self.token = frappe.generate_hash(length=12)
+POOL = "pool"  # the lease owner of a run waiting for a pool job to claim it
+POOL_QUEUED = "flow_engine:pool_jobs_queued"
+MAX_POOL_JOBS = 4  # pool jobs queued at once (more would only wait behind each other)
 
 
 def transaction_buffer(attr: str, flush: Callable[[], None], empty: Callable[[], Any]) -> Any:
@@ -67,28 +61,22 @@ def take_buffer(attr: str, empty: Callable[[], Any]) -> Any:
 	return buffer if buffer is not None else empty()
 
 
-def advance_job_id(owner: str) -> str:
-	return f"{ADVANCE_JOB}:{owner}"
-
-
 def schedule_advance(run: str) -> str:
-	"""Have `run` advanced after commit; returns the lease owner (the job that will advance it).
+	"""Have `run` advanced after commit; returns its lease owner, POOL.
 
-	Runs scheduled in one transaction share jobs of up to ADVANCE_BATCH runs (bulk starts are cheap).
-	The caller writes the returned owner with a lease on the run row in the same transaction (see
-	`leases.grant`), so a run whose job is lost is found and handed to another worker.
+	The caller writes the owner with a lease on the run row in the same transaction (`leases.grant`).
+	After commit a pool job is queued unless enough already wait: pool jobs claim leased runs in
+	batches (`FOR UPDATE SKIP LOCKED`) until none are left, so a thousand saves that each start a run
+	cost a handful of worker jobs, not a thousand (every Frappe job pays its start-up).
 	"""
-	pending = transaction_buffer(TO_ADVANCE, _dispatch_advances, AdvanceBuffer)
-	if run in pending:
-		index = pending.index(run)
-	else:
-		index = len(pending)
+	pending = transaction_buffer(TO_ADVANCE, _dispatch_advances, list)
+	if run not in pending:
 		pending.append(run)
-	return f"{pending.token}:{index // ADVANCE_BATCH}"
+	return POOL
 
 
 def _dispatch_advances() -> None:
-	pending = take_buffer(TO_ADVANCE, AdvanceBuffer)
+	pending = take_buffer(TO_ADVANCE, list)
 	try:
 		if inline_mode():
 			from flow_engine.runtime.runs import advance
@@ -96,17 +84,61 @@ def _dispatch_advances() -> None:
 			for run in pending:
 				advance(run)
 			return
-		for batch, start in enumerate(range(0, len(pending), ADVANCE_BATCH)):
-			frappe.enqueue(
-				"flow_engine.runtime.runs.advance_many",
-				queue=QUEUE,
-				job_id=advance_job_id(f"{pending.token}:{batch}"),
-				runs=pending[start : start + ADVANCE_BATCH],
-				owner=f"{pending.token}:{batch}",
-			)
+		ensure_pool_jobs(-(-len(pending) // ADVANCE_BATCH))
 	except Exception:
 		# the runs are durable and leased: once their lease lapses the timer or the tick re-dispatches them
 		frappe.log_error(title="flow_engine: could not dispatch run advances")
+
+
+def pool_jobs_queued() -> int:
+	"""How many pool jobs wait in the queue, as RQ itself says (ids of queued pool jobs are kept in a
+	Redis set; ids of jobs that started, ended or vanished are dropped from it here)."""
+	from frappe.utils.background_jobs import create_job_id, get_redis_conn
+	from rq.job import Job
+
+	try:
+		ids = sorted(
+			member.decode() if isinstance(member, bytes) else member
+			for member in frappe.cache.smembers(POOL_QUEUED)
+		)
+		if not ids:
+			return 0
+		found = Job.fetch_many([create_job_id(job_id) for job_id in ids], connection=get_redis_conn())
+		gone = [
+			job_id
+			for job_id, job in zip(ids, found, strict=True)
+			if job is None or job.get_status(refresh=False) not in WAITING
+		]
+		if gone:
+			frappe.cache.srem(POOL_QUEUED, *gone)  # (the wrapper's set methods make the key)
+		return len(ids) - len(gone)
+	except Exception:
+		return 0  # Redis is away: queue another job, which is only wasteful
+
+
+def ensure_pool_jobs(wanted: int = 1) -> int:
+	"""Queue pool jobs until `wanted` (at most MAX_POOL_JOBS) wait; returns how many were queued."""
+	queued = 0
+	for _ in range(max(0, min(wanted, MAX_POOL_JOBS) - pool_jobs_queued())):
+		pool_id = f"flow_engine_pool:{frappe.generate_hash(length=12)}"
+		frappe.enqueue("flow_engine.runtime.runs.advance_pool", queue=QUEUE, job_id=pool_id, pool_id=pool_id)
+		queued += 1
+		try:
+			frappe.cache.sadd(POOL_QUEUED, pool_id)
+		except Exception:
+			pass
+	return queued
+
+
+def pool_job_started(pool_id: str | None) -> None:
+	if pool_id:
+		try:
+			frappe.cache.srem(POOL_QUEUED, pool_id)
+		except Exception:
+			pass
+
+
+WAITING = ("queued", "deferred", "scheduled")
 
 
 def job_waiting(job_id: str) -> bool:
@@ -114,9 +146,39 @@ def job_waiting(job_id: str) -> bool:
 	from frappe.utils.background_jobs import get_job_status
 
 	try:
-		return str(get_job_status(job_id) or "") in ("queued", "deferred", "scheduled")
+		return get_job_status(job_id) in WAITING  # RQ's JobStatus is a str enum: == "queued"
 	except Exception:
 		return False  # Redis unreachable: treat the job as lost; re-dispatching is safe
+
+
+def advance_job_id(owner: str) -> str:
+	return f"flow_engine_advance:{owner}"
+
+
+def jobs_waiting(owners: set[str]) -> set[str]:
+	"""The lease owners whose advance job is still queued (one round trip to Redis): a pool-owned run
+	waits for any queued pool job; other owners name their own job."""
+	if not owners:
+		return set()
+	waiting = {POOL} if POOL in owners and pool_jobs_queued() > 0 else set()
+	owners = owners - {POOL}
+	if not owners:
+		return waiting
+	from frappe.utils.background_jobs import create_job_id, get_redis_conn
+	from rq.job import Job
+
+	owners = sorted(owners)
+	try:
+		found = Job.fetch_many(
+			[create_job_id(advance_job_id(owner)) for owner in owners], connection=get_redis_conn()
+		)
+		return waiting | {
+			owner
+			for owner, job in zip(owners, found, strict=True)
+			if job is not None and job.get_status(refresh=False) in WAITING
+		}
+	except Exception:
+		return waiting  # Redis unreachable: treat the jobs as lost; re-dispatching is safe
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
 A run in status `running` always carries a lease (`lease_until`, `lease_owner`), written in the same
 transaction as whatever asked for it to be advanced (its start, a completed step, a retry). The owner
-names the queued job that will advance it; a job marks its runs `taken:<owner>` when it starts and
-renews their leases while it works. When a lease lapses the run was lost (its job never reached a
+is `pool` until a pool job claims the run (`claim_pool`, `FOR UPDATE SKIP LOCKED`) and marks it
+`taken:<job>`; the job renews the leases of the runs it holds while it works. When a lease lapses the run was lost (its job never reached a
 worker, its worker died, or the database dropped it mid-way): `recover` — called by the precision
 timer, the minute tick and at the end of every flow job — claims such runs with
 `FOR UPDATE SKIP LOCKED` (a run being advanced holds its row lock and is never taken from its worker)
@@ -28,6 +28,8 @@ LEASE_SECONDS = 20
 CALL_MARGIN_SECONDS = 30  # an external call's lease: its capped timeout plus this
 MAX_INFRA_FAILURES = 5
 RECOVER_BATCH = 200
+RECOVER_EVERY_SECONDS = 3  # jobs and timers look for lost runs at most this often (one sweeper a site)
+QUEUED_EXTENSION_SECONDS = 60  # a run whose job still waits in a busy queue is looked at again after this
 TAKEN = "taken:"
 
 
@@ -73,6 +75,23 @@ def settle(record: store.RunRecord) -> None:
 		record.lease_owner = TAKEN + (record.lease_owner or f"process:{frappe.local.site}")
 
 
+def claim_pool(limit: int, owner: str) -> list[str]:
+	"""Claim up to `limit` runs waiting for a pool job: taken by `owner`, leases renewed, committed.
+	Runs another job is claiming are skipped, never waited for."""
+	runs = frappe.db.sql_list(
+		"""select name from `tabFlow Run` where status='running' and lease_owner=%s
+		order by lease_until limit %s for update skip locked""",
+		(jobs.POOL, limit),
+	)
+	if runs:
+		frappe.db.sql(
+			"update `tabFlow Run` set lease_owner=%s, lease_until=%s where name in %s",
+			(TAKEN + owner, until(), tuple(runs)),
+		)
+	frappe.db.commit()
+	return runs
+
+
 def take(runs: list[str], owner: str) -> None:
 	"""A job starts on its runs: mark them taken by it and renew their leases (one statement)."""
 	if runs:
@@ -92,6 +111,19 @@ def renew(runs: list[str], owner: str) -> None:
 			(until(), tuple(runs), TAKEN + owner),
 		)
 		frappe.db.commit()
+
+
+def sweep_due() -> bool:
+	"""Whether this process should look for lost runs now: one sweep a site every few seconds, so a
+	busy queue of small jobs does not sweep once per job (the minute tick always sweeps)."""
+	try:
+		return bool(
+			frappe.cache.set(
+				frappe.cache.make_key("flow_engine:recover"), 1, nx=True, ex=RECOVER_EVERY_SECONDS
+			)
+		)
+	except Exception:
+		return True  # Redis is away: sweeping is safe, only repeated
 
 
 def expired_exist(now: datetime.datetime | None = None) -> bool:
@@ -120,17 +152,23 @@ def recover(now: datetime.datetime | None = None, limit: int = RECOVER_BATCH) ->
 		as_dict=True,
 	)
 	recovered = 0
-	waiting: dict[str, bool] = {}
+	queued_owners = jobs.jobs_waiting(
+		{
+			row.lease_owner
+			for row in rows
+			if ":" in (row.lease_owner or "") and not row.lease_owner.startswith(TAKEN)
+		}
+	)
+	extend = [row.name for row in rows if row.lease_owner in queued_owners]
+	if extend:  # their jobs still wait in a busy queue: nothing was lost
+		frappe.db.sql(
+			"update `tabFlow Run` set lease_until=%s where name in %s",
+			(until(QUEUED_EXTENSION_SECONDS, now=now), tuple(extend)),
+		)
 	for row in rows:
 		owner = row.lease_owner or ""
-		if ":" in owner and not owner.startswith(TAKEN):
-			if owner not in waiting:
-				waiting[owner] = jobs.job_waiting(jobs.advance_job_id(owner))
-			if waiting[owner]:
-				frappe.db.sql(
-					"update `tabFlow Run` set lease_until=%s where name=%s", (until(now=now), row.name)
-				)
-				continue
+		if owner in queued_owners:
+			continue
 		failures = int(row.infra_failures or 0) + (1 if owner.startswith(TAKEN) else 0)
 		reason = (
 			f"{now:%Y-%m-%d %H:%M:%S}: its worker stopped while advancing it (lease of {owner} lapsed)"

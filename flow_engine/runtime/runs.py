@@ -34,6 +34,7 @@ from flow_engine.runtime.store import RunRecord
 MAX_WAVES_PER_JOB = 500
 COMMIT_INTERVAL = 0.25  # seconds of instant waves that may share one transaction
 MAX_DEPTH = 5
+POOL_JOB_SECONDS = 60
 MAX_CALL_ROUNDS = 100  # call → record → drive rounds one job makes before it hands over
 CALL_THREADS = 8
 
@@ -324,14 +325,42 @@ def guarded(run: str, work, *args) -> RunRecord | None:
 		return None
 
 
+def advance_pool(pool_id: str | None = None) -> None:
+	"""Worker job: claim leased runs in batches and advance them until none are left. After
+	POOL_JOB_SECONDS with work left it hands over to a fresh job, so one worker is never held long."""
+	jobs.pool_job_started(pool_id)
+	owner = f"pool-job:{frappe.generate_hash(length=10)}"
+	deadline = time.monotonic() + POOL_JOB_SECONDS
+	while time.monotonic() < deadline:
+		try:
+			claimed = resilience.retrying(leases.claim_pool, jobs.ADVANCE_BATCH, owner)
+		except Exception:
+			resilience.reset_connection()  # the database stays away: the leases lapse and are recovered
+			break
+		if not claimed:
+			break
+		if len(claimed) == jobs.ADVANCE_BATCH:
+			jobs.ensure_pool_jobs(1)  # more are waiting: let an idle worker join in
+		advance_claimed(claimed, owner)
+	else:
+		jobs.ensure_pool_jobs(1)
+	after_job()
+
+
 def advance_many(runs: list[str], owner: str | None = None) -> None:
-	"""Worker job for runs started together: advance each (one failing run does not stop the rest),
-	make their external calls together, then look for runs whose lease lapsed."""
+	"""Worker job for a given list of runs (jobs queued by earlier versions; tests)."""
 	if owner:
 		try:
 			resilience.retrying(leases.take, runs, owner)
 		except Exception:
 			resilience.reset_connection()  # leases lapse and the runs are recovered; advancing goes on
+	advance_claimed(runs, owner)
+	after_job()
+
+
+def advance_claimed(runs: list[str], owner: str | None) -> None:
+	"""Advance runs this job holds (one failing run does not stop the rest), renewing the leases of
+	those not reached yet; then make their external calls together."""
 	renewed = time.monotonic()
 	with_calls = []
 	for index, run in enumerate(runs):
@@ -342,13 +371,25 @@ def advance_many(runs: list[str], owner: str | None = None) -> None:
 			guarded(run, leases.renew, runs[index + 1 :], owner)
 			renewed = time.monotonic()
 	make_calls(with_calls)
+
+
+def after_job() -> None:
+	"""What every flow job does last: hand lost runs to new jobs, and make sure a timer runs when
+	steps are due soon (the one that ran may have died with its worker)."""
 	recover_lost_runs()
-
-
-def recover_lost_runs() -> int:
-	"""Hand runs whose lease lapsed to new jobs (cheap when there are none)."""
 	try:
-		if not resilience.retrying(leases.expired_exist):
+		from flow_engine.runtime.scheduler import ensure_timer
+
+		ensure_timer()
+	except Exception:
+		resilience.reset_connection()
+
+
+def recover_lost_runs(force: bool = False) -> int:
+	"""Hand runs whose lease lapsed to new jobs (cheap when there are none; one sweeper a site every
+	few seconds unless forced)."""
+	try:
+		if not (force or leases.sweep_due()) or not resilience.retrying(leases.expired_exist):
 			return 0
 		return resilience.retrying(leases.recover)
 	except Exception:

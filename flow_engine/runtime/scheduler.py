@@ -57,7 +57,7 @@ def tick() -> dict:
 		("reclaimed", reclaim_expired),
 		("schedules", fire_schedules),
 		("claimed", drain_due),
-		("recovered_runs", runs.recover_lost_runs),
+		("recovered_runs", lambda: runs.recover_lost_runs(force=True)),
 	):
 		try:
 			result[key] = resilience.retrying(phase)
@@ -147,7 +147,7 @@ def fire_batch(names: list[str], token: str) -> None:
 				resilience.retrying(_renew, names[index + 1 :], token)
 			renewed = time.monotonic()
 	runs.make_calls(with_calls)
-	runs.recover_lost_runs()
+	runs.after_job()
 
 
 def _renew(names: list[str], token: str) -> None:
@@ -375,7 +375,7 @@ def timer_loop(seconds: float = TIMER_LIFETIME, slot: int = 0) -> int:
 				frappe.cache.set(key, token, ex=TIMER_TTL)
 				frappe.db.rollback()  # a fresh snapshot each round
 				if time.monotonic() - recovered_at > TIMER_RECOVER_SECONDS:
-					runs.recover_lost_runs()
+					runs.recover_lost_runs(force=True)
 					recovered_at = time.monotonic()
 				due = next_due()
 				now = clock.now()

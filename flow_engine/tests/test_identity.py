@@ -335,6 +335,31 @@ class TestRunIdentity(FlowTestCase):
 		copy = api.duplicate_template(source.name, PREFIX + "sm copy")
 		self.assertEqual(frappe.db.get_value("Flow Template", copy, "run_as"), "Administrator")
 
+	def test_the_controller_decides_even_when_the_permlevel_is_granted(self):
+		"""A site that gives Flow Managers write at permlevel 1 (Role Permission Manager) stays safe."""
+		from frappe.permissions import reset_perms, update_permission_property
+
+		frappe.set_user("Administrator")
+		source = make_flow("granted source", HARMLESS, doctype=None)
+		update_permission_property("Flow Template", "Flow Manager", 1, "read", 1, validate=False)
+		update_permission_property("Flow Template", "Flow Manager", 1, "write", 1, validate=False)
+		frappe.clear_cache(doctype="Flow Template")
+		frappe.db.commit()
+		try:
+			frappe.set_user(ATTACKER)
+			self.assertIn(1, identity.write_levels("Flow Template", ATTACKER))
+			with self.assertRaises(identity.RunAsNotAllowed):
+				flow_doc("granted", HARMLESS, run_as="Administrator").insert()
+			frappe.db.rollback()
+			copy = api.duplicate_template(source.name, PREFIX + "granted copy")
+			self.assertEqual(frappe.db.get_value("Flow Template", copy, "run_as"), ATTACKER)
+		finally:
+			frappe.set_user("Administrator")
+			frappe.db.rollback()
+			reset_perms("Flow Template")
+			frappe.clear_cache(doctype="Flow Template")
+			frappe.db.commit()
+
 	def test_a_system_manager_may_choose_any_enabled_user(self):
 		frappe.set_user(SYSTEM_MANAGER)
 		doc = make_flow("sm chooses", HARMLESS, doctype=None, run_as=OTHER_MANAGER)

@@ -22,3 +22,4 @@ def on_doctype_update():
 	frappe.db.add_index("Flow Run", ["reference_doctype", "reference_name"])
 	frappe.db.add_index("Flow Run", ["status", "modified"])
 	frappe.db.add_index("Flow Run", ["status", "lease_until"])
+	frappe.db.add_index("Flow Run", ["status", "lease_owner"])
