@@ -125,7 +125,7 @@ def callback(run=None, step=None, token=None, result=None, **_ignored) -> dict:
 	"""
 	from flow_engine.runtime import tokens
 
-	if not tokens.well_formed(run, step, token):
+	if not (tokens.well_formed(run, step, token) or tokens.legacy_match(run, step, token)):
 		_reject()
 	data = result
 	if isinstance(data, str):

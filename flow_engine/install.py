@@ -18,6 +18,17 @@ def before_install() -> None:
 def after_install() -> None:
 	ensure_role()
 	seed_templates()
+	refresh_installed_applications()
+
+
+def refresh_installed_applications() -> None:
+	"""Frappe's install-app adds the app to `installed_apps` but refreshes the Installed Applications
+	table (what `bench list-apps` and Desk show) only on migrate and uninstall, so after an uninstall
+	and a reinstall the app was installed but not listed. Refresh it here."""
+	try:
+		frappe.get_single("Installed Applications").update_versions()
+	except Exception:
+		frappe.log_error(title="flow_engine: could not refresh Installed Applications")
 
 
 def after_migrate() -> None:
@@ -64,7 +75,9 @@ def seed_templates() -> list[str]:
 					"icon": data.get("icon"),
 					"is_system": 1,
 					"is_active": 0,
-					"flow_definition": json.dumps(data["definition"]),
+					# a seed may use the design's template fields (the controller maps them)
+					**_trigger_fields(data),
+					"flow_definition": _text(data.get("definition", data.get("flow_definition"))),
 					"payload_schema": json.dumps(data["payload_schema"])
 					if data.get("payload_schema")
 					else None,
@@ -76,3 +89,17 @@ def seed_templates() -> list[str]:
 	finally:
 		frappe.flags.flow_engine_seeding = False
 	return created
+
+
+TRIGGER_FIELDS = ("applies_to", "trigger_doctype", "trigger_event", "trigger_field", "custom_event")
+
+
+def _trigger_fields(data: dict) -> dict:
+	fields = {key: data[key] for key in TRIGGER_FIELDS if data.get(key) not in (None, "")}
+	if data.get("trigger_condition") not in (None, "", {}):
+		fields["trigger_condition"] = _text(data["trigger_condition"])
+	return fields
+
+
+def _text(value) -> str | None:
+	return value if isinstance(value, str) or value is None else json.dumps(value)

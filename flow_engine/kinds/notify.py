@@ -13,6 +13,7 @@ Text Editor / HTML Editor fields, which hold HTML on purpose (`html_escaper`).
 from __future__ import annotations
 
 import html
+import socket
 from collections.abc import Mapping
 
 import frappe
@@ -20,13 +21,14 @@ from frappe import _
 from frappe.utils import validate_email_address
 
 from flow_engine.engine import templating
-from flow_engine.kinds.base import StepCall, StepFailed, as_list
+from flow_engine.kinds.base import External, StepCall, StepFailed, as_list
 from flow_engine.runtime.identity import require
 
 RICH_TEXT = ("Text Editor", "HTML Editor")
+SMS_TIMEOUT_SECONDS = 30
 
 
-def notify(call: StepCall) -> dict:
+def notify(call: StepCall) -> dict | External:
 	channel = call.payload.get("channel") or "email"
 	recipients = as_list(call.payload.get("recipients"))
 	if not recipients:
@@ -154,20 +156,53 @@ def _email_of(value: str) -> str | None:
 	return email or None
 
 
-def _sms(call: StepCall, recipients: list[str]) -> dict:
+def _sms(call: StepCall, recipients: list[str]) -> External:
 	from frappe.core.doctype.sms_settings.sms_settings import send_sms
 
+	if not frappe.db.table_exists("SMS Log"):  # Frappe's send_sms logs each message there, after sending
+		raise StepFailed(_("SMS needs the SMS Log doctype (ERPNext), which this site does not have"))
 	if not frappe.db.get_single_value("SMS Settings", "sms_gateway_url"):
 		raise StepFailed(_("SMS Settings has no SMS Gateway URL: configure SMS Settings before sending SMS"))
 	numbers = [frappe.db.get_value("User", r, "mobile_no") or r if "@" in r else r for r in recipients]
-	message = str(call.payload.get("message") or "")
+	message = str(call.payload.get("message") or "") or _sms_template_text(call)
 	if not message:
 		raise StepFailed(_("The SMS message rendered empty; check 'message'"))
-	try:
-		send_sms(numbers, message, success_msg=False)
-	except Exception as error:
-		raise StepFailed(_("SMS gateway call failed: {0}").format(error), retryable=True) from None
-	return {"channel": "sms", "recipients": numbers}
+	timeout = SMS_TIMEOUT_SECONDS
+
+	def perform() -> None:
+		# made with no transaction open and no lock held (runs.make_calls); Frappe's gateway call sets no
+		# timeout of its own, so the socket default caps it
+		previous = socket.getdefaulttimeout()
+		socket.setdefaulttimeout(timeout)
+		try:
+			send_sms(numbers, message, success_msg=False)
+		finally:
+			socket.setdefaulttimeout(previous)
+
+	def finish(_result) -> dict:
+		return {"channel": "sms", "recipients": numbers}
+
+	def finish_error(error: BaseException) -> dict:
+		raise StepFailed(_("SMS gateway call failed: {0}").format(error), retryable=True)
+
+	# not threadsafe: Frappe's send_sms reads settings and writes an SMS Log as the flow's user
+	return External(perform, finish, finish_error, timeout=timeout, threadsafe=False, description="SMS")
+
+
+def _sms_template_text(call: StepCall) -> str:
+	"""An SMS message template is an Email Template: its response, rendered, as plain text."""
+	from frappe.utils import strip_html_tags
+
+	name = call.payload.get("email_template")
+	if not name:
+		return ""
+	if not frappe.db.exists("Email Template", name):
+		raise StepFailed(_("Email Template '{0}' does not exist").format(name))
+	require("read", "Email Template", name)
+	doc = _doc_for(call)
+	args = doc.as_dict() if doc else dict(call.context.get("variables") or {})
+	text = frappe.get_doc("Email Template", name).get_formatted_response(args)
+	return html.unescape(strip_html_tags(text or "")).strip()
 
 
 def _system(call: StepCall, recipients: list[str]) -> dict:

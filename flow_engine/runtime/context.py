@@ -84,7 +84,10 @@ def _as_text(value: Any) -> Any:
 
 
 class LazyDoc(Mapping):
-	"""A document as a plain dict, loaded on first use (most steps never read it)."""
+	"""A document as a plain dict, loaded on first use (most steps never read it).
+
+	Loading checks that the acting user (the flow's Run As user while steps run) may read it: a flow
+	cannot move values of a document its user could not open into a webhook, an email or a field."""
 
 	def __init__(self, doctype: str | None, name: str | None, snapshot: Mapping | None = None):
 		self._doctype, self._name, self._snapshot = doctype, name, snapshot
@@ -94,7 +97,11 @@ class LazyDoc(Mapping):
 		if self._data is None:
 			data: dict = {}
 			if self._doctype and self._name and frappe.db.exists(self._doctype, self._name):
-				data = frappe.get_doc(self._doctype, self._name).as_dict(convert_dates_to_str=True)
+				from flow_engine.runtime.identity import require
+
+				doc = frappe.get_doc(self._doctype, self._name)
+				require("read", doc.doctype, doc, why="a step reads its values")
+				data = doc.as_dict(convert_dates_to_str=True)
 			else:
 				data = dict(self._snapshot or {})
 			self._data = data

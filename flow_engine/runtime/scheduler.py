@@ -342,12 +342,21 @@ def ensure_timer(slot: int = 0, handover: bool = False) -> None:
 	if due is None or due > clock.now() + datetime.timedelta(seconds=HORIZON_SECONDS):
 		return
 	try:
+		from frappe.utils.background_jobs import get_job
+
+		job_id = f"{TIMER_JOB_ID}_{slot}"
+		job = get_job(job_id)
+		if job is not None and job.get_status() in ("queued", "deferred", "scheduled"):
+			return  # one waits already
+		if job is not None:
+			# finished or failed; or "started" while no timer holds the lock: its worker died with it (RQ
+			# would keep calling it started for minutes, and deduplication would refuse a successor)
+			job.delete()
 		frappe.enqueue(
 			"flow_engine.runtime.scheduler.timer_loop",
 			queue="long",
 			timeout=TIMER_LIFETIME + 120,
-			job_id=f"{TIMER_JOB_ID}_{slot}",
-			deduplicate=True,
+			job_id=job_id,
 			slot=slot,
 		)
 	except Exception:

@@ -61,8 +61,14 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	state = run.states.setdefault(step.id, {})
 	attempt = int(state.get("attempts") or 0) + 1
 	context = build_context(run)
-	payload = step.payload if step.kind == "condition" else templating.render(step.payload, context)
 	key = f"{run.name}:{step.id}"
+	try:
+		payload = step.payload if step.kind == "condition" else templating.render(step.payload, context)
+	except StepFailed as error:  # e.g. the Run As user may not read the document the payload reads
+		state.update(attempts=attempt)
+		return _failed(
+			run, step, state, attempt, error, clock.now(), time.perf_counter(), None, key, pending_row
+		)
 	call = StepCall(
 		run=run.name,
 		template=run.template,
@@ -245,7 +251,13 @@ def schedule(run: RunRecord, step: Step, due: datetime.datetime, purpose: str = 
 
 def schedule_on_date(run: RunRecord, step: Step) -> None:
 	context = build_context(run)
-	rendered = templating.render(step.trigger.date, context)
+	try:
+		rendered = templating.render(step.trigger.date, context)
+	except StepFailed as error:
+		state = run.states.setdefault(step.id, {})
+		state.update(status="failed", error=str(error), completed_at=_iso(clock.now()))
+		fail_run(run, f"Step '{step.id}' could not be scheduled: {error}")
+		return
 	due = timing.date_due(rendered, step.trigger, to_local=_to_site_time)
 	if due is None:
 		state = run.states.setdefault(step.id, {})
