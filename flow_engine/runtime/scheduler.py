@@ -336,8 +336,10 @@ def ensure_timer(slot: int = 0, handover: bool = False) -> None:
 	"""
 	if jobs.inline_mode() or frappe.conf.get("flow_engine_disable_timer"):
 		return
-	if not handover and frappe.cache.exists(_timer_key()):
-		return
+	if not handover and frappe.cache.exists(TIMER_LOCK):  # (exists makes the key itself)
+		if not _timer_died():
+			return
+		frappe.cache.delete(_timer_key())  # held by a timer whose worker was killed: start another now
 	due = next_due()
 	if due is None or due > clock.now() + datetime.timedelta(seconds=HORIZON_SECONDS):
 		return
@@ -361,6 +363,39 @@ def ensure_timer(slot: int = 0, handover: bool = False) -> None:
 		)
 	except Exception:
 		pass  # the queue (Redis) is away; the minute tick starts the timer once it is back
+
+
+def _timer_died() -> bool:
+	"""Whether the timer holding the lock ran in a worker process on this host that no longer exists.
+
+	A worker killed with SIGKILL leaves the lock until its TTL lapses and RQ calling the job started
+	for minutes; when the job ended nothing else would ask for a timer before the minute tick."""
+	import os
+	import socket
+
+	from frappe.utils.background_jobs import get_job, get_redis_conn
+	from rq.worker import Worker
+
+	try:
+		for slot in (0, 1):
+			job = get_job(f"{TIMER_JOB_ID}_{slot}")
+			if job is None or job.get_status() != "started" or not job.worker_name:
+				continue
+			worker = Worker.find_by_key(
+				Worker.redis_worker_namespace_prefix + job.worker_name, connection=get_redis_conn()
+			)
+			if worker is None:
+				return True
+			if worker.hostname == socket.gethostname() and worker.pid:
+				try:
+					os.kill(worker.pid, 0)
+				except ProcessLookupError:
+					return True
+				except PermissionError:
+					pass  # alive, another user's
+	except Exception:
+		return False
+	return False
 
 
 def timer_loop(seconds: float = TIMER_LIFETIME, slot: int = 0) -> int:

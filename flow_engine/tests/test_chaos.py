@@ -8,8 +8,9 @@ import sys
 import time
 
 import frappe
+from frappe.utils.background_jobs import get_queue
 
-from flow_engine.runtime import leases, scheduler
+from flow_engine.runtime import leases, runs, scheduler
 from flow_engine.tests.utils import FlowTestCase, make_flow, new_test_doc
 
 RUNS = 90
@@ -146,8 +147,6 @@ class TestChaos(FlowTestCase):
 		template = make_flow(
 			"lost job", [{"id": "v", "kind": "set_variables", "payload": {"variables": {"x": "1"}}}]
 		).name
-		from flow_engine.runtime import runs
-
 		name = runs.start_run(template)
 		frappe.local.flow_engine_to_advance = None  # the job is lost: nothing goes out at commit
 		frappe.db.after_commit.reset()
@@ -164,3 +163,33 @@ class TestChaos(FlowTestCase):
 		self.assertEqual(row.status, "completed", row.error)
 		self.assertEqual(row.infra_failures, 0, "a job that never ran is not the run's fault")
 		self.assertIsNone(row.lease_until)
+
+	def test_a_timer_killed_with_its_worker_is_replaced_at_once(self):
+		template = make_flow(
+			"timer killed",
+			[{"id": "d", "kind": "wait", "trigger": {"type": "after_delay", "delay_seconds": 40}}],
+		).name
+		frappe.flags.flow_engine_inline = True
+		runs.start_run(template)
+		frappe.db.commit()
+		frappe.flags.flow_engine_inline = False
+		frappe.cache.delete(frappe.cache.make_key(scheduler.TIMER_LOCK))
+		scheduler.ensure_timer()  # a step is due within the horizon: a timer job is queued
+		self.workers = [start_worker()]
+		for _ in range(100):  # the worker takes the timer job, which holds the lock while it waits
+			if frappe.cache.exists(scheduler.TIMER_LOCK):
+				break
+			time.sleep(0.1)
+		self.assertTrue(frappe.cache.exists(scheduler.TIMER_LOCK), "a timer runs")
+		os.killpg(self.workers[0].pid, signal.SIGKILL)
+		self.workers[0].wait()
+		self.assertTrue(frappe.cache.exists(scheduler.TIMER_LOCK), "its lock outlives it")
+		scheduler.ensure_timer()
+		queued = [
+			job
+			for job in get_queue("long").get_jobs()
+			if job and (job.kwargs or {}).get("method") == "flow_engine.runtime.scheduler.timer_loop"
+		]
+		self.assertEqual(len(queued), 1, "a successor is queued at once, not after the lock's TTL")
+		for job in queued:
+			job.delete()

@@ -197,7 +197,7 @@ class TestScheduler(FlowTestCase):
 		started = time.monotonic()
 		self.assertEqual(scheduler.timer_loop(seconds=30), 0)
 		self.assertLess(time.monotonic() - started, 1.0)
-		self.assertFalse(frappe.cache.exists(frappe.cache.make_key(scheduler.TIMER_LOCK)))
+		self.assertFalse(frappe.cache.exists(scheduler.TIMER_LOCK))
 
 	def test_timer_fires_within_a_second(self):
 		template = make_flow(
