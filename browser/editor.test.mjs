@@ -625,13 +625,44 @@ step("a failed run shows the error on its step; Retry runs it again", async () =
 });
 
 step("the Flow Engine workspace shows run counts", async () => {
-	await desk(page, "flow-engine");
-	await page.waitForSelector(".shortcut-widget-box", { timeout: 30000 });
-	await sleep(1500);
-	const text = await page.locator(".layout-main-section").textContent();
-	assert.match(text, /Flow Editor/);
-	assert.match(text, /\d+ Running|Running/);
-	assert.match(text, /Failed/);
+	// a run parked on a manual step: at least one run is waiting, so a stale or empty pill cannot pass
+	const parked = `${FLOW} parked`;
+	await call(page, "flow_engine.desk.create_flow", { template_name: parked });
+	const saved = await call(page, "flow_engine.desk.save_flow", {
+		template: parked,
+		definition: JSON.stringify({
+			version: 1,
+			trigger: { event: "manual" },
+			steps: [{ id: "approve", kind: "wait", trigger: { type: "manual" } }],
+		}),
+	});
+	assert.equal(saved.saved, true, JSON.stringify(saved.errors));
+	const run = await call(page, "flow_engine.api.start_run", { template: parked });
+	await wait_for_run(run, ["waiting"]);
+
+	const pills = { Running: "running", Waiting: "waiting", Failed: "failed" };
+	let shown, counts;
+	for (let attempt = 0; attempt < 3; attempt++) {
+		// the counts of the server before and after reading the pills: equal unless a run moved meanwhile
+		const before = await call(page, "flow_engine.desk.run_counts");
+		await desk(page, "flow-engine");
+		shown = {};
+		for (const label of Object.keys(pills)) {
+			const pill = page.locator(`.shortcut-widget-box[aria-label="${label}"] .indicator-pill`);
+			await pill.waitFor({ timeout: 30000 });
+			shown[label] = (await pill.textContent()).trim();
+		}
+		counts = await call(page, "flow_engine.desk.run_counts");
+		if (JSON.stringify(before) === JSON.stringify(counts)) break;
+	}
+	assert.ok(counts.waiting >= 1, JSON.stringify(counts));
+	for (const [label, status] of Object.entries(pills)) {
+		assert.equal(shown[label], `${counts[status]} ${label}`, `the ${label} pill (server: ${JSON.stringify(counts)})`);
+	}
+	assert.match(await page.locator(".layout-main-section").textContent(), /Flow Editor/);
 	await shot(page, "workspace.png");
-	await call(page, "frappe.client.delete", { doctype: "Flow Template", name: FLOW2 }).catch(() => {});
+	await call(page, "flow_engine.api.cancel_run", { run }).catch(() => {});
+	for (const name of [parked, FLOW2]) {
+		await call(page, "frappe.client.delete", { doctype: "Flow Template", name }).catch(() => {});
+	}
 });

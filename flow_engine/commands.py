@@ -50,8 +50,15 @@ def validate(context, target, doctype=None):
 		if path.suffix == ".json" or path.exists():
 			data = _json(path.read_text(), target)
 			if isinstance(data, dict) and "flow_definition" in data:  # an exported template
-				doctype = doctype or data.get("trigger_doctype")
+				from flow_engine.engine import vocabulary
+
+				fields_trigger = vocabulary.template_trigger(data)  # applies_to, trigger_event, …
+				doctype = doctype or fields_trigger.get("doctype")
 				data = data["flow_definition"]
+				if isinstance(data, str):
+					data = _json(data, f"{target}: flow_definition")
+				if isinstance(data, dict):
+					data = {**data, "trigger": vocabulary.merge_triggers(data.get("trigger"), fields_trigger)}
 			label = target
 		elif frappe.db.exists("Flow Template", target):
 			row = frappe.db.get_value(

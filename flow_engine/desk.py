@@ -14,6 +14,7 @@ from frappe import _
 
 from flow_engine.api import _json_arg, require_flow_manager
 from flow_engine.engine import definition as definition_language
+from flow_engine.engine import vocabulary
 from flow_engine.engine.errors import DefinitionError
 from flow_engine.runtime import identity, store, templates
 
@@ -91,7 +92,9 @@ def save_flow(
 	raw = _json_arg(definition, "definition")
 	if not isinstance(raw, dict):
 		frappe.throw(_("'definition' must be a JSON object"))
-	trigger = {k: v for k, v in (raw.get("trigger") or {}).items() if v not in (None, "", {})}
+	raw = definition_language.load(raw)  # the design's vocabulary → the app's own form
+	trigger = raw.get("trigger") if isinstance(raw.get("trigger"), dict) else {}
+	trigger = {k: v for k, v in trigger.items() if v not in (None, "", {})}
 	raw["trigger"] = trigger
 	issues = templates.validate_definition(raw, trigger.get("doctype"))
 	if issues:
@@ -115,6 +118,7 @@ def save_flow(
 	return {
 		"saved": True,
 		"errors": [],
+		"definition": definition_language.load(doc.flow_definition),
 		"run_as": doc.run_as,
 		"version": doc.version,
 		"step_count": doc.step_count,
@@ -123,8 +127,33 @@ def save_flow(
 
 
 @frappe.whitelist(methods=["POST"])
-def create_flow(template_name: str, trigger_doctype: str | None = None, trigger_event: str = "manual") -> str:
-	"""A new, inactive, empty flow (for "New flow for this doctype" and the editor's start dialog)."""
+def import_definition(text: str) -> dict:
+	"""What the editor's *Import JSON* reads, in the app's own form: a definition, a list of steps, or a
+	Flow Template export (its trigger fields, `applies_to` among them, fill the definition's trigger)."""
+	require_flow_manager()
+	data = _json_arg(text, "text")
+	if isinstance(data, list):
+		data = {"version": 1, "steps": data}
+	if not isinstance(data, dict):
+		frappe.throw(_("Not a flow definition: expected a JSON object with a 'steps' list"))
+	if "flow_definition" in data:  # a Flow Template export
+		fields_trigger = vocabulary.template_trigger(data)
+		data = _json_arg(data["flow_definition"], "flow_definition") or {}
+		if not isinstance(data, dict):
+			frappe.throw(_("'flow_definition' must be a JSON object with a 'steps' list"))
+		data["trigger"] = vocabulary.merge_triggers(data.get("trigger") or {}, fields_trigger)
+	return {"definition": definition_language.load(data)}
+
+
+@frappe.whitelist(methods=["POST"])
+def create_flow(
+	template_name: str,
+	trigger_doctype: str | None = None,
+	trigger_event: str = "manual",
+	applies_to: str | None = None,
+) -> str:
+	"""A new, inactive, empty flow (for "New flow for this doctype" and the editor's start dialog).
+	`applies_to` is the design's name for the trigger doctype."""
 	require_flow_manager()
 	frappe.has_permission("Flow Template", "create", throw=True)
 	doc = frappe.get_doc(
@@ -132,6 +161,7 @@ def create_flow(template_name: str, trigger_doctype: str | None = None, trigger_
 			"doctype": "Flow Template",
 			"template_name": template_name,
 			"trigger_doctype": trigger_doctype or None,
+			"applies_to": applies_to or None,  # the controller maps it (and refuses a conflict)
 			"trigger_event": trigger_event or "manual",
 			"is_active": 0,
 			"flow_definition": json.dumps({"version": 1, "steps": []}),

@@ -4,7 +4,7 @@ import decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flow_engine.engine.templating import lookup, placeholders, render
+from flow_engine.engine.templating import PLACEHOLDER, lookup, placeholders, render
 
 CONTEXT = {
 	"doc": {
@@ -89,8 +89,38 @@ def test_render_never_throws(template, context):
 
 @given(st.text(max_size=80))
 def test_render_of_any_text_never_throws(text):
+	"""Any text renders: unchanged without a placeholder, and to text unless it is exactly one."""
 	result = render(text, CONTEXT)
-	assert result is not None
+	if "{{" not in text:
+		assert result == text
+	elif PLACEHOLDER.fullmatch(text) is None:
+		assert isinstance(result, str)
+
+
+_plain = st.text(alphabet=st.characters(blacklist_characters="{}", blacklist_categories=("Cs",)), max_size=6)
+_placeholders = st.sampled_from(
+	[
+		("{{doc.customer}}", "Acme"),
+		("{{ doc.items.0.code }}", "A"),
+		("{{doc.qty}}", "3"),
+		("{{doc.amount}}", "10.50"),
+		("{{variables.flag}}", "true"),
+		("{{variables.none}}", ""),
+		("{{nope.x}}", ""),
+		("{{doc.__class__}}", ""),
+		("{{secrets.token}}", "{{secrets.token}}"),
+		("{{doc.items.1}}", '{"code": "B"}'),
+	]
+)
+
+
+@given(st.lists(st.one_of(_plain.map(lambda text: (text, text)), _placeholders), min_size=2, max_size=6))
+def test_render_replaces_each_placeholder_in_any_surrounding_text(pieces):
+	"""Text mixed with placeholders renders piece by piece: literal text kept, each placeholder's value."""
+	text = "".join(source for source, _ in pieces)
+	if PLACEHOLDER.fullmatch(text):  # exactly one placeholder keeps its type (tested above)
+		return
+	assert render(text, CONTEXT) == "".join(rendered for _, rendered in pieces)
 
 
 def test_secret_placeholders_stay_verbatim():
@@ -139,3 +169,17 @@ def test_escape_hook_formats_every_placeholder():
 def test_render_with_escape_never_throws(text):
 	result = render(text, CONTEXT, escape=lambda path, value: str(value))
 	assert isinstance(result, str)
+
+
+def test_a_refused_read_stops_rendering_instead_of_rendering_blank():
+	import pytest
+
+	from flow_engine.engine.templating import Refused, render
+
+	class Guarded(dict):
+		def __contains__(self, key):
+			raise Refused("Run As 'x' may not read ToDo 'T1'")
+
+	with pytest.raises(Refused):
+		render({"body": {"t": "{{doc.title}}"}}, {"doc": Guarded()})
+	assert render({"t": "{{doc.title}}"}, {"doc": {"title": "ok"}}) == {"t": "ok"}

@@ -175,17 +175,28 @@ def test_compile_raises_with_every_issue():
 	assert "Flow 'My flow' is invalid (2 problems)" in str(error.value)
 
 
-def test_garbage_never_crashes():
-	for garbage in (
-		None,
-		1,
-		"x",
-		[],
-		{"steps": {}},
-		{"steps": [None, 1, {"id": 5}]},
-		{"steps": [{"id": "a", "payload": []}]},
-		{"steps": [{"id": "a", "kind": "wait", "depends_on": 7}]},
-		{"variables": [1]},
-		{"trigger": "x"},
-	):
-		assert isinstance(validate(garbage), list)
+@pytest.mark.parametrize(
+	"garbage,expected",
+	[
+		(None, [(None, "flow_definition", "shape")]),
+		(1, [(None, "flow_definition", "shape")]),
+		("x", [(None, "flow_definition", "shape")]),
+		([], [(None, "flow_definition", "shape")]),
+		({"steps": {}}, [(None, "steps", "shape")]),
+		(
+			{"steps": [None, 1, {"id": 5}]},
+			[(None, "steps[0]", "shape"), (None, "steps[1]", "shape"), (None, "steps[2].id", "missing_id")],
+		),
+		({"steps": [{"id": "a", "payload": []}]}, [("a", "kind", "missing_kind"), ("a", "payload", "shape")]),
+		({"steps": [{"id": "a", "kind": "wait", "depends_on": 7}]}, [("a", "depends_on", "shape")]),
+		({"variables": [1]}, [(None, "variables", "invalid")]),
+		({"trigger": "x"}, [(None, "trigger", "invalid")]),
+	],
+)
+def test_garbage_never_crashes(garbage, expected):
+	"""Each malformed input is reported where it is wrong, by the checks themselves.
+
+	`validate` turns a crash of its own into one 'internal' issue, so "a list came back" proved
+	nothing: the located issues show that no check fell over on the way.
+	"""
+	assert codes(garbage) == expected

@@ -159,6 +159,8 @@ def _check_notify(payload: Mapping) -> Iterable[tuple[str, str]]:
 		for name in ("subject", "message"):
 			if not payload.get(name):
 				yield (name, f"is required for email unless an Email Template is chosen ('{name}')")
+	if channel == "sms" and not payload.get("email_template") and not payload.get("message"):
+		yield ("message", "is required for SMS unless a message template (an Email Template) is chosen")
 
 
 def _check_webhook(payload: Mapping) -> Iterable[tuple[str, str]]:
@@ -196,8 +198,8 @@ def _check_set_variables(payload: Mapping) -> Iterable[tuple[str, str]]:
 
 
 def _check_assign(payload: Mapping) -> Iterable[tuple[str, str]]:
-	if not payload.get("assign_to") and not payload.get("role"):
-		yield ("assign_to", "give a user (or list of users) or a role to assign to")
+	if not payload.get("assign_to") and not payload.get("role") and not payload.get("group"):
+		yield ("assign_to", "give a user (or list of users), a role or a User Group to assign to")
 
 
 BUILTIN_KINDS: tuple[KindSpec, ...] = (
@@ -271,7 +273,8 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 				"Email Template",
 				"link",
 				options="Email Template",
-				when={"channel": ("email",)},
+				when={"channel": ("email", "sms")},
+				description="email: subject and body; SMS: its response as plain text is the message",
 			),
 			FieldSpec("subject", "Subject", "data", when={"channel": ("email", "system")}),
 			FieldSpec("message", "Message", "text"),
@@ -342,13 +345,14 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 	KindSpec(
 		name="assign",
 		label="Assign",
-		description="Assign the document to users or to a role's least busy user (ToDo).",
+		description="Assign the document to users, a User Group's members or a role's least busy user (ToDo).",
 		icon="assign",
 		color="cyan",
 		category="Documents",
 		fields=(
 			FieldSpec("assign_to", "Users", "list"),
 			FieldSpec("role", "Role", "link", options="Role"),
+			FieldSpec("group", "User Group", "link", options="User Group", description="all its members"),
 			FieldSpec(
 				"role_strategy",
 				"Pick from role",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,12 +121,19 @@ class Definition:
 		return [step.id for step in self.steps]
 
 
-def load(data: str | bytes | Mapping | None) -> dict:
-	"""Parse definition text; empty input is an empty flow."""
+def load(data: str | bytes | Mapping | None, apps: Iterable[str] | None = None) -> dict:
+	"""Parse definition text into the app's own form; empty input is an empty flow.
+
+	A definition written in the design's vocabulary (engine/vocabulary.py) is normalised here, so
+	every entry point validates, stores and runs the app's form. `apps`: the site's installed apps
+	(where the runtime has not configured the vocabulary to ask the site itself).
+	"""
+	from flow_engine.engine import vocabulary
+
 	if data is None or data == "" or data == b"":
 		return {"version": 1, "steps": []}
 	if isinstance(data, Mapping):
-		return dict(data)
+		return vocabulary.normalise(data, apps)
 	try:
 		parsed = json.loads(data)
 	except (TypeError, ValueError) as error:
@@ -140,7 +147,7 @@ def load(data: str | bytes | Mapping | None) -> dict:
 		raise DefinitionError(
 			[Issue("must be a JSON object with a 'steps' list", field="flow_definition", code="json")]
 		)
-	return dict(parsed)
+	return vocabulary.normalise(parsed, apps)
 
 
 def dumps(data: Mapping) -> str:

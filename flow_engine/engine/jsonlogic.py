@@ -195,8 +195,8 @@ def _var(args: list, data: Any, depth: int) -> Any:
 	if path in (None, ""):
 		return data
 	value = lookup(data, str(path))
-	if value is None and isinstance(data, Mapping) and "doc" in data and "." not in str(path):
-		value = lookup(data["doc"], str(path))
+	if value is None and isinstance(data, Mapping) and "doc" in data and str(path).split(".")[0] not in data:
+		value = lookup(data["doc"], str(path))  # a path without a context root is the document's: items.0.qty
 	return default if value is None else value
 
 

@@ -25,6 +25,12 @@ MISSING = object()
 SECRETS_ROOT = "secrets"
 
 
+class Refused(Exception):
+	"""Raised by a context value that may not be read (a document the acting user may not read).
+
+	The one error rendering lets through: a step must fail rather than send its placeholder or a blank."""
+
+
 def lookup(context: Any, path: str, default: Any = None) -> Any:
 	"""Follow a dotted path through dicts (by key) and lists (by index). No attribute access."""
 	if not isinstance(path, str) or not path:
@@ -101,6 +107,8 @@ def render(
 				render(item, context, escape=escape, secrets=secrets, _depth=_depth + 1) for item in value
 			]
 		return value
+	except Refused:
+		raise
 	except Exception:
 		return value
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flow_engine.engine import secret_refs, templating
+from flow_engine.engine import secret_refs, templating, vocabulary
 from flow_engine.engine.catalog import DEFAULT_CATALOG, Catalog, missing_required
 from flow_engine.engine.conditions import check_condition
 from flow_engine.engine.definition import (
@@ -53,7 +53,10 @@ STEP_KEYS = {
 	"timeout",
 	"description",
 	"notes",
-	"disabled",
+}
+STEP_TRIGGER_KEYS = {
+	"after_delay": tuple(DELAY_UNITS),
+	"on_date": ("date", "time", "offset_days"),
 }
 
 
@@ -73,6 +76,16 @@ def _validate(raw: Any, catalog: Catalog) -> list[Issue]:
 		issues.append(
 			Issue(f"unsupported definition version {version!r}; this engine reads version 1", field="version")
 		)
+	for key in raw:
+		if key not in vocabulary.TOP_KEYS:
+			issues.append(
+				Issue(
+					f"unknown key {key!r} in the definition{vocabulary.did_you_mean(key, vocabulary.TOP_KEYS)}; "
+					f"a definition has: {', '.join(vocabulary.TOP_KEYS)}",
+					field=str(key),
+					code="unknown_field",
+				)
+			)
 	issues += _check_flow_trigger(raw.get("trigger"))
 	variables = raw.get("variables")
 	if variables is not None and not isinstance(variables, Mapping):
@@ -141,11 +154,36 @@ def _check_flow_trigger(trigger: Any) -> list[Issue]:
 	if not isinstance(trigger, Mapping):
 		return [Issue("must be an object {doctype, event, condition}", field="trigger")]
 	issues = []
+	for key in trigger:
+		if key in vocabulary.FLOW_TRIGGER_KEYS:
+			continue
+		alias = vocabulary.FLOW_TRIGGER_ALIASES.get(key)
+		if alias:
+			message = _alias_message(alias, trigger)
+		else:
+			hint = vocabulary.did_you_mean(
+				key, [*vocabulary.FLOW_TRIGGER_KEYS, *vocabulary.FLOW_TRIGGER_ALIASES]
+			)
+			message = f"unknown trigger field {key!r}{hint}; a trigger has: {', '.join(vocabulary.FLOW_TRIGGER_KEYS)}"
+		issues.append(Issue(message, field=f"trigger.{key}", code="unknown_field"))
 	event = trigger.get("event")
 	if event and event not in FLOW_EVENTS:
-		issues.append(
-			Issue(f"unknown event {event!r}; use one of: {', '.join(FLOW_EVENTS)}", field="trigger.event")
-		)
+		if event in vocabulary.DESIGN_EVENTS or vocabulary.business_event(event):
+			message = (
+				f"{event!r} is a business event, but custom_event is also given as "
+				f"{trigger.get('custom_event')!r}; give the event's name once"
+			)
+		elif event in vocabulary.DOCUMENT_METHODS:
+			message = (
+				f"{event!r} is a document method, not an event a flow listens to; use one of: "
+				f"{', '.join(FLOW_EVENTS)}"
+			)
+		else:
+			message = (
+				f"unknown event {event!r}{vocabulary.did_you_mean(event, FLOW_EVENTS)}; use one of: "
+				f"{', '.join(FLOW_EVENTS)}, or a business event name such as on_contract_signed"
+			)
+		issues.append(Issue(message, field="trigger.event"))
 	doctype = trigger.get("doctype")
 	if doctype is not None and not isinstance(doctype, str):
 		issues.append(Issue("must be a DocType name", field="trigger.doctype"))
@@ -155,7 +193,16 @@ def _check_flow_trigger(trigger: Any) -> list[Issue]:
 		issues.append(Issue("name the field whose change fires the flow", field="trigger.field"))
 	if event == "custom" and not trigger.get("custom_event"):
 		issues.append(Issue("name the custom event that fires the flow", field="trigger.custom_event"))
-	for path, message in check_condition(trigger.get("condition")):
+	condition = trigger.get("condition")
+	if isinstance(condition, str) and condition.strip():
+		issues.append(
+			Issue(
+				"must be a condition object ({field, op, value}, all/any, or JSONLogic), not text",
+				field="trigger.condition",
+			)
+		)
+		return issues
+	for path, message in check_condition(condition):
 		issues.append(Issue(message, field="trigger.condition" + (f".{path}" if path else "")))
 	return issues
 
@@ -167,9 +214,13 @@ def _check_step(step: Mapping, by_id: Mapping, catalog: Catalog) -> list[Issue]:
 	def add(field: str, message: str, code: str = "invalid"):
 		issues.append(Issue(message, step_id, field, label, code))
 
-	unknown = set(step) - STEP_KEYS
-	if unknown:
-		add(sorted(unknown)[0], f"unknown step field(s): {', '.join(sorted(unknown))}", "unknown_field")
+	for key in sorted(set(step) - STEP_KEYS, key=str):
+		add(
+			str(key),
+			f"unknown step field {key!r}{vocabulary.did_you_mean(key, STEP_KEYS)}; a step has: "
+			f"{', '.join(sorted(STEP_KEYS))}",
+			"unknown_field",
+		)
 	kind = step.get("kind")
 	spec = catalog.get(kind)
 	if not kind:
@@ -188,6 +239,7 @@ def _check_step(step: Mapping, by_id: Mapping, catalog: Catalog) -> list[Issue]:
 	if spec is not None:
 		for field, message in missing_required(spec, payload):
 			add(f"payload.{field}", message, "missing_field" if "required" in message else "invalid")
+		_check_payload_keys(spec, payload, add)
 
 	parent_id = step.get("parent_id")
 	branch = step.get("branch")
@@ -243,6 +295,27 @@ def _check_step(step: Mapping, by_id: Mapping, catalog: Catalog) -> list[Issue]:
 	return issues
 
 
+def _alias_message(canonical: str, mapping: Mapping) -> str:
+	if canonical in mapping:
+		return f"is another name for '{canonical}', which is also given with another value; keep one"
+	return f"is another name for '{canonical}'; load the definition through definition.load to translate it"
+
+
+def _check_payload_keys(spec, payload: Mapping, add) -> None:
+	"""Every payload key is one of the kind's fields: nothing an author writes is silently ignored."""
+	known = [field.name for field in spec.fields]
+	for key in payload:
+		if key in known:
+			continue
+		problem = vocabulary.leftover_problem(spec.name, key, payload)
+		if problem:
+			add(f"payload.{key}", problem, "design_key")
+			continue
+		hint = vocabulary.did_you_mean(key, [*known, *vocabulary.payload_aliases(spec.name)])
+		takes = f"it takes: {', '.join(known)}" if known else "it takes no payload"
+		add(f"payload.{key}", f"unknown key {key!r} for kind '{spec.name}'{hint}; {takes}", "unknown_field")
+
+
 def _check_step_trigger(step: Mapping, add) -> list[Issue]:
 	raw = step.get("trigger")
 	if raw is not None and not isinstance(raw, Mapping | str):
@@ -253,10 +326,24 @@ def _check_step_trigger(step: Mapping, add) -> list[Issue]:
 	if kind not in STEP_TRIGGERS:
 		add(
 			"trigger.type",
-			f"unknown trigger type {kind!r}; use one of: {', '.join(STEP_TRIGGERS)}",
+			f"unknown trigger type {kind!r}{vocabulary.did_you_mean(kind, STEP_TRIGGERS)}; use one of: "
+			f"{', '.join(STEP_TRIGGERS)}",
 			"bad_trigger",
 		)
 		return []
+	every = [key for keys in STEP_TRIGGER_KEYS.values() for key in keys]
+	for key in trigger:
+		if key == "type" or key in STEP_TRIGGER_KEYS.get(kind, ()):
+			continue
+		owner = next((name for name, keys in STEP_TRIGGER_KEYS.items() if key in keys), None)
+		if key in vocabulary.STEP_TRIGGER_ALIASES:
+			message = _alias_message(vocabulary.STEP_TRIGGER_ALIASES[key], trigger)
+		elif owner:
+			message = f"applies only to {owner} triggers, not to {kind}; remove it"
+		else:
+			hint = vocabulary.did_you_mean(key, [*every, *vocabulary.STEP_TRIGGER_ALIASES, "type"])
+			message = f"unknown trigger field {key!r}{hint}"
+		add(f"trigger.{key}", message, "unknown_field")
 	has_predecessors = bool(step.get("depends_on")) or bool(step.get("parent_id"))
 	if kind == "on_flow_start" and has_predecessors:
 		add(
@@ -336,11 +423,13 @@ def _predecessors(step: Mapping, by_id: Mapping) -> list[str]:
 	depends = step.get("depends_on") or []
 	if isinstance(depends, str):
 		depends = [depends]
+	if not isinstance(depends, list):  # reported as a shape problem by _check_step
+		return []
 	result = [dep for dep in depends if isinstance(dep, str) and dep in by_id and dep != step["id"]]
 	parent = step.get("parent_id")
 	if isinstance(parent, str) and parent in by_id and parent != step["id"]:
 		result.append(parent)
-	return result if isinstance(depends, list) else []
+	return result
 
 
 def _cycles(by_id: Mapping, issues: list[Issue]) -> set[str]:

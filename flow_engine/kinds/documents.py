@@ -83,11 +83,14 @@ def assign(call: StepCall) -> dict:
 	role = call.payload.get("role")
 	if role:
 		users += _users_for_role(str(role), call.payload.get("role_strategy") or "least_busy")
+	group = call.payload.get("group")
+	if group:
+		users += _users_for_group(str(group))
 	users = [user for user in dict.fromkeys(users) if frappe.db.exists("User", {"name": user, "enabled": 1})]
 	if not users:
 		raise StepFailed(
-			_("No enabled user to assign to (users: {0}, role: {1})").format(
-				call.payload.get("assign_to") or "-", role or "-"
+			_("No enabled user to assign to (users: {0}, role: {1}, group: {2})").format(
+				call.payload.get("assign_to") or "-", role or "-", group or "-"
 			)
 		)
 	already = set(
@@ -115,6 +118,17 @@ def assign(call: StepCall) -> dict:
 			}
 		)
 	return {"assigned": new, "already_assigned": sorted(already)}
+
+
+def _users_for_group(group: str) -> list[str]:
+	if not frappe.db.exists("User Group", group):
+		raise StepFailed(_("User Group '{0}' does not exist").format(group))
+	return frappe.get_all(
+		"User Group Member",
+		filters={"parent": group, "parenttype": "User Group"},
+		pluck="user",
+		order_by="idx",
+	)
 
 
 def _users_for_role(role: str, strategy: str) -> list[str]:

@@ -11,6 +11,7 @@ import frappe
 from frappe.model import child_table_fields, datetime_fields, default_fields, float_like_fields, table_fields
 from frappe.utils import cint, cstr, flt
 
+from flow_engine.engine import templating
 from flow_engine.runtime import clock
 from flow_engine.runtime.store import RunRecord
 
@@ -97,10 +98,14 @@ class LazyDoc(Mapping):
 		if self._data is None:
 			data: dict = {}
 			if self._doctype and self._name and frappe.db.exists(self._doctype, self._name):
+				from flow_engine.kinds.base import StepFailed
 				from flow_engine.runtime.identity import require
 
 				doc = frappe.get_doc(self._doctype, self._name)
-				require("read", doc.doctype, doc, why="a step reads its values")
+				try:
+					require("read", doc.doctype, doc, why="a step reads its values")
+				except StepFailed as error:
+					raise templating.Refused(str(error)) from None
 				data = doc.as_dict(convert_dates_to_str=True)
 			else:
 				data = dict(self._snapshot or {})

@@ -64,10 +64,19 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	key = f"{run.name}:{step.id}"
 	try:
 		payload = step.payload if step.kind == "condition" else templating.render(step.payload, context)
-	except StepFailed as error:  # e.g. the Run As user may not read the document the payload reads
+	except templating.Refused as error:  # the Run As user may not read the document the payload reads
 		state.update(attempts=attempt)
 		return _failed(
-			run, step, state, attempt, error, clock.now(), time.perf_counter(), None, key, pending_row
+			run,
+			step,
+			state,
+			attempt,
+			StepFailed(str(error)),
+			clock.now(),
+			time.perf_counter(),
+			None,
+			key,
+			pending_row,
 		)
 	call = StepCall(
 		run=run.name,
@@ -201,7 +210,12 @@ def _is_retryable(error: Exception) -> bool:
 
 def _message(error: Exception) -> str:
 	if isinstance(
-		error, StepFailed | frappe.ValidationError | frappe.PermissionError | frappe.DoesNotExistError
+		error,
+		StepFailed
+		| templating.Refused
+		| frappe.ValidationError
+		| frappe.PermissionError
+		| frappe.DoesNotExistError,
 	):
 		text = str(error) or error.__class__.__name__
 		return frappe.utils.strip_html_tags(text)
@@ -253,7 +267,7 @@ def schedule_on_date(run: RunRecord, step: Step) -> None:
 	context = build_context(run)
 	try:
 		rendered = templating.render(step.trigger.date, context)
-	except StepFailed as error:
+	except templating.Refused as error:
 		state = run.states.setdefault(step.id, {})
 		state.update(status="failed", error=str(error), completed_at=_iso(clock.now()))
 		fail_run(run, f"Step '{step.id}' could not be scheduled: {error}")

@@ -9,6 +9,7 @@ import frappe
 from frappe import _
 
 from flow_engine.engine import definition as definition_language
+from flow_engine.engine import vocabulary
 from flow_engine.engine.definition import Definition, build
 from flow_engine.engine.errors import DefinitionError, Issue
 from flow_engine.engine.validation import validate
@@ -21,6 +22,10 @@ DEFINITIONS_CACHE = "flow_engine:definitions"
 
 class FlowValidationError(frappe.ValidationError):
 	pass
+
+
+# the design's dispatch_job becomes a Task with ERPNext, a ToDo without: the vocabulary asks the site
+vocabulary.configure(installed_apps=frappe.get_installed_apps)
 
 
 def validate_definition(raw_or_text, trigger_doctype: str | None = None, site: bool = True) -> list[Issue]:
@@ -82,15 +87,23 @@ def on_validate(doc) -> None:
 	raw.setdefault("steps", [])
 	raw = secrets.extract_clear_secrets(doc, raw)  # clear secrets → Flow Secret, before anything stores raw
 	before = doc.get_doc_before_save()
-	definition_trigger = {k: v for k, v in (raw.get("trigger") or {}).items() if v not in (None, "", {})}
+	apply_design_fields(doc)
+	definition_trigger = raw.get("trigger") if isinstance(raw.get("trigger"), Mapping) else {}
+	definition_trigger = {k: v for k, v in definition_trigger.items() if v not in (None, "", {})}
 	if before is None:
-		fields_are_default = not doc.trigger_doctype and (doc.trigger_event or "manual") == "manual"
-		if definition_trigger and fields_are_default:
-			set_fields_from_trigger(doc, definition_trigger)
+		if definition_trigger:  # the form's fields win; the definition fills those left empty
+			fields = {k: v for k, v in _trigger_from_fields(doc).items() if (k, v) != ("event", "manual")}
+			set_fields_from_trigger(doc, vocabulary.merge_triggers(fields, definition_trigger))
 	elif not any(doc.has_value_changed(field) for field in TRIGGER_FIELDS) and definition_trigger:
 		set_fields_from_trigger(doc, definition_trigger)
+	# keys of the definition's own trigger that the form's fields cannot hold are reported, not dropped
+	issues = [
+		issue
+		for issue in validate({"trigger": raw.get("trigger")}, get_catalog())
+		if issue.code == "unknown_field"
+	]
 	raw["trigger"] = _trigger_from_fields(doc)
-	issues = validate_definition(raw, doc.trigger_doctype)
+	issues += validate_definition(raw, doc.trigger_doctype)
 	if doc.payload_schema:
 		schema_issues = _check_payload_schema(doc.payload_schema)
 		issues += schema_issues
@@ -122,6 +135,34 @@ def on_validate(doc) -> None:
 			doc.version = int(latest or 0) + 1
 		doc.flags.flow_version_changed = True
 	identity.on_validate(doc)  # Run As: default, who may set it, what it may do
+
+
+def apply_design_fields(doc) -> None:
+	"""The design's template fields on a Flow Template (Desk, REST, import, seeds): `applies_to` is the
+	trigger doctype (the doctype the flow is offered on and whose documents start it), a business event
+	in `trigger_event` is that custom event, and an empty `trigger_condition` is none."""
+	applies_to = doc.get("applies_to")
+	if applies_to:
+		if doc.trigger_doctype and doc.trigger_doctype != applies_to:
+			frappe.throw(
+				_("'applies_to' ({0}) and 'trigger_doctype' ({1}) differ: give the doctype once").format(
+					applies_to, doc.trigger_doctype
+				),
+				FlowValidationError,
+			)
+		doc.trigger_doctype = applies_to
+	event = (doc.trigger_event or "").strip()
+	if vocabulary.business_event(event):
+		if doc.custom_event and doc.custom_event != event:
+			frappe.throw(
+				_(
+					"Trigger event '{0}' is a business event, but Custom Event says '{1}': give it once"
+				).format(event, doc.custom_event),
+				FlowValidationError,
+			)
+		doc.trigger_event, doc.custom_event = "custom", event
+	if isinstance(doc.trigger_condition, str) and not doc.trigger_condition.strip():
+		doc.trigger_condition = None
 
 
 def as_html(text: str) -> str:

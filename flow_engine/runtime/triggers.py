@@ -9,16 +9,16 @@ the Error Log. A flow whose own step saves its trigger document does not re-trig
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import frappe
 
 from flow_engine.engine import conditions
 from flow_engine.runtime import jobs, runs, store
-from flow_engine.runtime.context import DocView
+from flow_engine.runtime.context import DocView, resolve_customer
 
 # the map's shape is part of the key: code reading a new shape never meets a map cached by older code
-CACHE_KEY = "flow_engine:trigger_map:v2"
+CACHE_KEY = "flow_engine:trigger_map:v3"
 OWN_DOCTYPES = frozenset(
 	{
 		"Flow Template",
@@ -81,6 +81,7 @@ def build_trigger_map() -> dict:
 			"trigger_field",
 			"custom_event",
 			"trigger_condition",
+			"flow_definition",
 		],
 		order_by="name asc",
 	)
@@ -93,6 +94,9 @@ def build_trigger_map() -> dict:
 			"condition": store.loads(row.trigger_condition, default={}) or None,
 			"condition_text": row.trigger_condition or "",
 		}
+		if entry["condition"]:  # a condition may read the flow's variables
+			definition = store.loads(row.flow_definition, default={}) or {}
+			entry["variables"] = (definition.get("variables") or {}) if isinstance(definition, dict) else {}
 		if row.trigger_event == "custom" and row.custom_event:
 			custom.setdefault(row.custom_event, []).append(entry)
 		elif row.trigger_doctype and row.trigger_event not in ("manual", "custom", None, ""):
@@ -134,8 +138,8 @@ def on_doc_event(doc, method: str | None = None) -> None:
 			continue
 		try:
 			if entry.get("condition"):
-				data = data or {"doc": DocView(doc)}
-				if not _compiled(entry)(data):
+				data = data or {"doc": DocView(doc), "customer": TriggerCustomer(doc)}
+				if not _compiled(entry)({**data, "variables": entry.get("variables") or {}}):
 					continue
 			_start_safely(
 				entry["template"],
@@ -149,6 +153,40 @@ def on_doc_event(doc, method: str | None = None) -> None:
 			frappe.log_error(
 				title=f"flow_engine: trigger of flow '{entry['template']}' failed on {doc.doctype} {doc.name}"
 			)
+
+
+class TriggerCustomer(Mapping):
+	"""The trigger document's customer, as a trigger condition reads it (`customer.customer_group`):
+	loaded only when a condition asks for it."""
+
+	__slots__ = ("_data", "_doc")
+
+	def __init__(self, doc):
+		self._doc, self._data = doc, None
+
+	def _load(self) -> dict:
+		if self._data is None:
+			name = resolve_customer(self._doc)
+			self._data = {}
+			if (
+				name
+				and frappe.db.table_exists("Customer", cached=True)
+				and frappe.db.exists("Customer", name)
+			):
+				self._data = frappe.get_doc("Customer", name).as_dict(convert_dates_to_str=True)
+		return self._data
+
+	def __getitem__(self, key: str):
+		return self._load()[key]
+
+	def __contains__(self, key: object) -> bool:
+		return key in self._load()
+
+	def __iter__(self) -> Iterator[str]:
+		return iter(self._load())
+
+	def __len__(self) -> int:
+		return len(self._load())
 
 
 _COMPILED: dict[str, Callable[[Mapping], bool]] = {}
@@ -209,7 +247,12 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 			frappe.log_error(title=f"flow_engine: custom event '{event}' nested {depth} deep; not started")
 			continue
 		if entry.get("condition"):
-			data = {"doc": DocView(doc) if doc is not None else {}, "input": dict(payload or {})}
+			data = {
+				"doc": DocView(doc) if doc is not None else {},
+				"input": dict(payload or {}),
+				"variables": {**(entry.get("variables") or {}), **dict(payload or {})},
+				"customer": TriggerCustomer(doc),
+			}
 			if not _compiled(entry)(data):
 				continue
 		name = _start_safely(

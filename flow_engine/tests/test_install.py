@@ -1,7 +1,14 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import frappe
 
 from flow_engine.install import seed_templates
-from flow_engine.tests.utils import FlowTestCase
+from flow_engine.runtime.health import checks
+from flow_engine.tests.utils import FlowTestCase, make_flow
 
 
 class TestInstall(FlowTestCase):
@@ -42,7 +49,83 @@ class TestInstall(FlowTestCase):
 		)
 
 	def test_preflight_checks_run(self):
-		from flow_engine.runtime.health import checks
+		"""Each check reports this site's real state: scheduler, workers, backlog, runs."""
+		from frappe.utils import add_to_date, now_datetime
 
-		names = {check["name"] for check in checks()}
-		self.assertTrue({"scheduler", "dormancy", "workers", "backlog"} <= names)
+		from flow_engine.runtime import runs
+
+		def check(name):
+			found = {row["name"]: row for row in checks()}
+			return found.get(name)
+
+		enabled = frappe.db.get_single_value("System Settings", "enable_scheduler")
+		try:
+			frappe.db.set_single_value("System Settings", "enable_scheduler", 0)
+			scheduler = check("scheduler")
+			self.assertEqual(scheduler["level"], "fail")
+			self.assertIn("bench --site SITE enable-scheduler", scheduler["detail"])
+			frappe.db.set_single_value("System Settings", "enable_scheduler", 1)
+			self.assertEqual((check("scheduler")["level"], check("scheduler")["detail"]), ("ok", "enabled"))
+			frappe.local.conf.pause_scheduler = 1
+			scheduler = check("scheduler")
+			self.assertEqual(scheduler["level"], "fail")
+			self.assertIn("pause_scheduler", scheduler["detail"])
+		finally:
+			frappe.local.conf.pop("pause_scheduler", None)
+			frappe.db.set_single_value("System Settings", "enable_scheduler", enabled)
+
+		# a run waiting 30 minutes: in progress, its pending step not overdue; 10 minutes late: overdue
+		overdue = frappe.db.count(
+			"Flow Step Pending",
+			{"status": "pending", "trigger_at": ["<", add_to_date(now_datetime(), minutes=-5)]},
+		)
+		in_progress = frappe.db.count("Flow Run", {"status": ["in", ("running", "waiting")]})
+		template = make_flow(
+			"preflight",
+			[{"id": "later", "kind": "wait", "trigger": {"type": "after_delay", "delay_minutes": 30}}],
+		).name
+		name = runs.start_run(template)
+		frappe.db.commit()  # the run is advanced (inline here) once its transaction commits
+		self.assertEqual(frappe.db.get_value("Flow Run", name, "status"), "waiting")
+		self.assertTrue(check("runs")["detail"].startswith(f"{in_progress + 1} in progress, "))
+		self.assertEqual(
+			(check("backlog")["level"], check("backlog")["detail"]),
+			("ok" if not overdue else "warn", f"{overdue} pending step(s) overdue by more than 5 minutes"),
+		)
+		row = frappe.db.get_value("Flow Step Pending", {"run": name}, "name")
+		frappe.db.set_value("Flow Step Pending", row, "trigger_at", add_to_date(now_datetime(), minutes=-10))
+		self.assertEqual(
+			(check("backlog")["level"], check("backlog")["detail"]),
+			("warn", f"{overdue + 1} pending step(s) overdue by more than 5 minutes"),
+		)
+
+	def test_preflight_sees_the_workers_that_listen(self):
+		"""No worker on 'default' is a failure naming `bench worker`; a real worker started here is seen."""
+		from frappe.utils.background_jobs import get_workers
+
+		def queues():
+			return {q.name.rsplit(":", 1)[-1] for w in get_workers() for q in w.queues}
+
+		if "default" not in queues():  # nobody else's worker is up: the failure is visible
+			workers = next(row for row in checks() if row["name"] == "workers")
+			self.assertEqual(workers["level"], "fail")
+			self.assertIn("`bench worker`", workers["detail"])
+		worker = subprocess.Popen(
+			[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker", "--queue", "default"],
+			cwd=frappe.local.sites_path,
+			stdout=subprocess.DEVNULL,
+			stderr=subprocess.DEVNULL,
+			start_new_session=True,
+		)
+		try:
+			deadline = time.monotonic() + 60
+			while "default" not in queues() and time.monotonic() < deadline:
+				time.sleep(0.5)
+			found = {row["name"]: row for row in checks()}
+			self.assertEqual(found["workers"]["level"], "ok", found["workers"])
+			self.assertRegex(found["workers"]["detail"], r"^\d+ worker\(s\) on .*\bdefault\b")
+			# delayed steps fire within seconds only when some worker takes the 'long' queue
+			self.assertEqual("timer" in found, "long" not in queues())
+		finally:
+			os.killpg(worker.pid, signal.SIGTERM)
+			worker.wait(timeout=30)

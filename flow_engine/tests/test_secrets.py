@@ -10,7 +10,7 @@ from frappe.utils.password import get_decrypted_password
 from flow_engine import api, desk
 from flow_engine.engine import templating
 from flow_engine.runtime import secrets, store, templates
-from flow_engine.tests.utils import PREFIX, FlowTestCase, make_flow, run_of
+from flow_engine.tests.utils import PREFIX, FlowTestCase, ensure_user, make_flow, run_of
 
 SYSTEM_MANAGER = "flow-secrets-sm@example.com"
 MANAGER = "flow-secrets-fm@example.com"
@@ -21,24 +21,6 @@ SIGNING = "whsec_Zq81-signing-value"
 BEARER = "Bearer crm-token-55aa17"
 API_KEY = "ak_live_0042x"
 MARK = "confidential-7731"  # document data that must not reach a mere reader
-
-
-def ensure_user(email, roles):
-	if not frappe.db.exists("User", email):
-		frappe.get_doc(
-			{
-				"doctype": "User",
-				"email": email,
-				"first_name": email.split("@")[0],
-				"send_welcome_email": 0,
-				"user_type": "System User",
-			}
-		).insert(ignore_permissions=True)
-	user = frappe.get_doc("User", email)
-	user.set("roles", [])
-	user.add_roles(*roles)
-	frappe.db.commit()
-	return email
 
 
 def webhook_step(secret=SIGNING, authorization=BEARER, step_id="notify_crm"):

@@ -223,6 +223,44 @@ class TestWebhookSecrets(FlowTestCase):
 		self.assertIn("{{secrets.test_flow_inj}}", recorded)
 
 
+class TestRunAsReads(FlowTestCase):
+	def test_a_flow_cannot_send_out_values_its_run_as_user_may_not_read(self):
+		from flow_engine.tests.utils import ensure_user, new_test_doc, run_of
+
+		frappe.conf.flow_engine_outbound_allow = ["127.0.0.1"]
+		self.addCleanup(frappe.conf.pop, "flow_engine_outbound_allow", None)
+		outsider = ensure_user("flow-outsider@example.com", ["Flow Manager"])  # no role reads Flow Test Doc
+		with Receiver([200]) as receiver:
+			template = make_flow(
+				"leak",
+				[
+					{
+						"id": "call",
+						"kind": "webhook",
+						"payload": {"url": receiver.url, "method": "POST", "body": {"t": "{{doc.title}}"}},
+					}
+				],
+				event="after_insert",
+			)
+			template.run_as = outsider  # a System Manager's choice (this test runs as Administrator)
+			template.save()
+			frappe.db.commit()
+			new_test_doc(title="confidential")
+			frappe.db.commit()
+			record = run_of(template.name)
+		run_as = frappe.db.get_value("Flow Template", template.name, "run_as")
+		attempts = frappe.get_all(
+			"Flow Step Attempt", filters={"run": record.name}, fields=["owner", "input"]
+		)
+		self.assertEqual(
+			record.status,
+			"failed",
+			(run_as, attempts, frappe.has_permission("Flow Test Doc", "read", user=outsider)),
+		)
+		self.assertIn(f"Run As '{outsider}' may not read Flow Test Doc", record.error)
+		self.assertEqual(receiver.requests, [], "nothing left the ERP")
+
+
 class TestSms(FlowTestCase):
 	def test_an_sms_goes_out_through_the_gateway_outside_the_run_lock_and_is_logged(self):
 		if not frappe.db.table_exists("SMS Log"):
@@ -231,9 +269,9 @@ class TestSms(FlowTestCase):
 			fields = {"sms_gateway_url": gateway.url, "message_parameter": "text", "receiver_parameter": "to"}
 			before = {field: frappe.db.get_single_value("SMS Settings", field) for field in fields}
 
-			def restore():
+			def restore():  # (a save would refuse the empty mandatory fields of a site without SMS)
 				frappe.db.rollback()
-				frappe.get_doc("SMS Settings").update(before).save()
+				frappe.db.set_single_value("SMS Settings", before)
 				frappe.db.commit()
 
 			self.addCleanup(restore)
@@ -414,7 +452,11 @@ class TestNoLongLocks(FlowTestCase):
 			while time.monotonic() < deadline and store.load_run(fast_run).status != "completed":
 				frappe.db.rollback()
 				time.sleep(0.05)
-			self.assertEqual(store.load_run(fast_run).status, "completed", "the fast run did not wait")
+			self.assertEqual(
+				store.load_run(fast_run).status,
+				"completed",
+				("the fast run did not wait", store.load_run(fast_run).error),
+			)
 			frappe.db.rollback()
 			self.assertEqual(store.load_run(slow_run).states["call"]["status"], "running", "still calling")
 			_out, err = worker.communicate(timeout=60)

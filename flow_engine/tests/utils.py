@@ -91,6 +91,26 @@ def make_flow(
 	return doc
 
 
+def ensure_user(email: str, roles: list[str], enabled: int = 1) -> str:
+	"""A real user with exactly `roles` (created on first use), committed."""
+	if not frappe.db.exists("User", email):
+		frappe.get_doc(
+			{
+				"doctype": "User",
+				"email": email,
+				"first_name": email.split("@")[0],
+				"send_welcome_email": 0,
+				"user_type": "System User",
+			}
+		).insert(ignore_permissions=True)
+	user = frappe.get_doc("User", email)
+	user.enabled = enabled
+	user.set("roles", [{"role": role} for role in roles])
+	user.save(ignore_permissions=True)
+	frappe.db.commit()
+	return email
+
+
 def new_test_doc(**values):
 	ensure_test_doctype()
 	doc = frappe.get_doc({"doctype": TEST_DOCTYPE, "title": "T", **values})

@@ -372,12 +372,19 @@ export const useFlowStore = defineStore("flow-editor", () => {
 				},
 			],
 			primary_action_label: __("Import"),
-			primary_action({ json }) {
+			async primary_action({ json }) {
 				let def;
 				try {
-					def = graph.parseImport(json);
+					graph.parseImport(json); // shape check here, then the server reads the design's vocabulary
+					const { message } = await frappe.call({
+						method: DESK + "import_definition",
+						args: { text: json },
+					});
+					def = graph.parseImport(message.definition);
 				} catch (e) {
-					frappe.msgprint({ title: __("Cannot import"), indicator: "red", message: e.message });
+					if (e && e.message) {
+						frappe.msgprint({ title: __("Cannot import"), indicator: "red", message: e.message });
+					}
 					return;
 				}
 				if (!def.trigger || !Object.keys(def.trigger).length) def.trigger = definition.value.trigger;
