@@ -12,7 +12,7 @@ import json
 import frappe
 from frappe import _
 
-from flow_engine.api import _json_arg, require_flow_manager
+from flow_engine.api.permissions import json_arg, require_flow_manager
 from flow_engine.engine import definition as definition_language
 from flow_engine.engine import vocabulary
 from flow_engine.engine.errors import DefinitionError
@@ -89,7 +89,7 @@ def save_flow(
 	"""
 	require_flow_manager()
 	frappe.has_permission("Flow Template", "write", doc=template, throw=True)
-	raw = _json_arg(definition, "definition")
+	raw = json_arg(definition, "definition")
 	if not isinstance(raw, dict):
 		frappe.throw(_("'definition' must be a JSON object"))
 	raw = definition_language.load(raw)  # the design's vocabulary → the app's own form
@@ -107,7 +107,7 @@ def save_flow(
 	if run_as not in (None, "") and run_as != doc.run_as:
 		identity.check_may_set(run_as, doc.name)
 		doc.run_as = run_as
-	layout_value = _json_arg(layout, "layout")
+	layout_value = json_arg(layout, "layout")
 	if layout_value is not None:
 		doc.editor_layout = json.dumps(layout_value, sort_keys=True)
 	try:
@@ -131,14 +131,14 @@ def import_definition(text: str) -> dict:
 	"""What the editor's *Import JSON* reads, in the app's own form: a definition, a list of steps, or a
 	Flow Template export (its trigger fields, `applies_to` among them, fill the definition's trigger)."""
 	require_flow_manager()
-	data = _json_arg(text, "text")
+	data = json_arg(text, "text")
 	if isinstance(data, list):
 		data = {"version": 1, "steps": data}
 	if not isinstance(data, dict):
 		frappe.throw(_("Not a flow definition: expected a JSON object with a 'steps' list"))
 	if "flow_definition" in data:  # a Flow Template export
 		fields_trigger = vocabulary.template_trigger(data)
-		data = _json_arg(data["flow_definition"], "flow_definition") or {}
+		data = json_arg(data["flow_definition"], "flow_definition") or {}
 		if not isinstance(data, dict):
 			frappe.throw(_("'flow_definition' must be a JSON object with a 'steps' list"))
 		data["trigger"] = vocabulary.merge_triggers(data.get("trigger") or {}, fields_trigger)
@@ -174,10 +174,10 @@ def create_flow(
 @frappe.whitelist()
 def document_flows(doctype: str, name: str | None = None) -> dict:
 	"""For the "Flows" form menu: flows of this doctype and the latest runs of this document."""
-	from flow_engine.api import _check_doc_read, is_flow_manager
+	from flow_engine.api.permissions import check_doc_read, is_flow_manager
 
 	if name:
-		_check_doc_read(doctype, name)
+		check_doc_read(doctype, name)
 	else:
 		frappe.has_permission(doctype, "read", throw=True)
 
