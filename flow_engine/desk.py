@@ -13,8 +13,8 @@ import frappe
 from frappe import _
 
 from flow_engine.api.permissions import json_arg, require_flow_manager
+from flow_engine.engine import business_events, vocabulary
 from flow_engine.engine import definition as definition_language
-from flow_engine.engine import vocabulary
 from flow_engine.engine.errors import DefinitionError
 from flow_engine.runtime import identity, store, templates
 
@@ -68,6 +68,8 @@ def editor_data(template: str) -> dict:
 		"layout": store.loads(doc.editor_layout, {}) or {},
 		"kinds": installed_kinds(),
 		"trigger_events": ["manual", *definition_language.DOC_EVENTS, "custom"],
+		# the design's business events (a custom event the app raises itself), offered as events
+		"business_events": business_events.documentation(frappe.get_installed_apps()),
 		"can_write": bool(frappe.has_permission("Flow Template", "write", doc=template)),
 		"apps": frappe.get_installed_apps(),
 	}

@@ -25,7 +25,10 @@ doc_events = {
 		"on_cancel": _on,
 		"on_trash": _on,
 		"on_update_after_submit": _on,
-	}
+	},
+	# business events read a value turning on (Contract signed, Quotation Ordered by db_set, …) on
+	# on_change, which runs after every save, submit and db_set: see flow_engine/engine/business_events.py
+	**{doctype: {"on_change": _on} for doctype in ("Contract", "Quotation", "Subscription", "Task", "ToDo")},
 }
 
 # Scheduler: claim due pending steps every minute (a timer job gives sub-second precision)

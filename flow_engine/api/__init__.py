@@ -6,8 +6,10 @@ may list that document's runs (status and step states only). External systems co
 
 The endpoints live in modules by subject (runs, callback, flows, schedules; permissions holds the
 door checks); they are re-exported here so their public paths stay `flow_engine.api.<method>`.
+The design's HTTP surface for integrators, with its own argument names, is `flow_engine.api.design.<method>`.
 """
 
+from flow_engine.api import design
 from flow_engine.api.callback import CallbackRejected, callback
 from flow_engine.api.flows import dry_run, duplicate_template, kinds, validate
 from flow_engine.api.permissions import (
@@ -38,6 +40,7 @@ __all__ = [
 	"check_doc_read",
 	"check_schedule",
 	"complete_step",
+	"design",
 	"dispatch_event",
 	"dry_run",
 	"duplicate_template",

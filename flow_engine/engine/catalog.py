@@ -223,8 +223,14 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 				default=False,
 				description="Set reference_type/reference_name (or the matching Dynamic Link) to the trigger doc",
 			),
+			FieldSpec(
+				"merge_key",
+				"Merge key",
+				"data",
+				description="reuse the open document created with the same key instead of creating another",
+			),
 		),
-		aliases=("dispatch_job", "issue"),
+		aliases=("dispatch_job",),
 	),
 	KindSpec(
 		name="update_doc",
@@ -404,6 +410,26 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 			FieldSpec("posting_date", "Resume from", "data"),
 		),
 		requires_app="erpnext",
+	),
+	KindSpec(
+		name="issue",
+		label="Open support ticket",
+		description="An ERPNext Issue (Helpdesk's HD Ticket when that app is installed), for the run's customer.",
+		icon="support",
+		color="orange",
+		category="ERPNext",
+		fields=(
+			FieldSpec("subject", "Subject", "data", required=True),
+			FieldSpec("description", "Description", "text"),
+			FieldSpec("priority", "Priority", "data", description="an Issue Priority (HD Ticket Priority)"),
+			FieldSpec("issue_type", "Type", "data", description="an Issue Type (HD Ticket Type)"),
+			FieldSpec(
+				"customer",
+				"Customer",
+				"data",
+				description="empty: the customer of the trigger document, when there is one",
+			),
+		),
 	),
 )
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flow_engine.engine import secret_refs, templating, vocabulary
+from flow_engine.engine import business_events, secret_refs, templating, vocabulary
 from flow_engine.engine.catalog import DEFAULT_CATALOG, Catalog, missing_required
 from flow_engine.engine.conditions import check_condition
 from flow_engine.engine.definition import (
@@ -541,6 +541,10 @@ def _check_references(
 	"""Template paths must start at a known root, name real steps that run before, and known variables."""
 	issues: list[Issue] = []
 	known_variables = set(variables)
+	trigger = raw.get("trigger")
+	if isinstance(trigger, Mapping) and trigger.get("event") == "custom":
+		# a business event the app raises carries its variables ({{variables.amount}})
+		known_variables.update(business_events.variable_names(trigger.get("custom_event")))
 	for step in by_id.values():
 		if catalog.resolve(step.get("kind")) == "set_variables" and isinstance(step.get("payload"), Mapping):
 			names = step["payload"].get("variables")

@@ -3,8 +3,8 @@
 The design this app implements (a flow editor for one ERPNext deployment) names some payload
 fields, trigger fields and events differently: notify `to` / `body` / `template_id`, webhook
 `body_template` (JSON text), erp_update `docname_ref` / `fields_json` (JSON text), a condition's
-`{field, op, value}` directly in the payload, subscription_activate `subscription_ref`, the `issue`
-and `dispatch_job` payloads, a trigger `event` holding a business event (`on_contract_signed`),
+`{field, op, value}` directly in the payload, subscription_activate `subscription_ref`, the
+`dispatch_job` payload, a trigger `event` holding a business event (`on_contract_signed`),
 `condition: ""`, and the template field `applies_to`. `normalise` rewrites a definition written that
 way into the app's form, so every entry point (Desk, REST, editor, CLI, seeds, API) stores and runs
 the same thing and the editor shows the app's fields. README "The design's vocabulary" has the table.
@@ -75,8 +75,7 @@ PAYLOAD_ALIASES: dict[str, dict[str, str]] = {
 }
 JSON_TEXT_KEYS = ("body_template", "fields_json")  # hold JSON text: parsed, then templated as usual
 CONDITION_KEYS = ("field", "op", "value", "all", "any")
-KIND_ALIASES = {"erp_update": "update_doc", "issue": "create_doc", "dispatch_job": "create_doc"}
-ISSUE_KEYS = ("subject", "description", "priority", "issue_type")
+KIND_ALIASES = {"erp_update": "update_doc", "dispatch_job": "create_doc"}
 JOB_KEYS = (
 	"subject",
 	"job_type",
@@ -89,7 +88,6 @@ JOB_KEYS = (
 )
 # dispatch_job options that need the dispatch_job kind of its own (issue 12, item 2)
 JOB_UNSUPPORTED = {
-	"merge_key": "reusing an open job with the same key",
 	"on_open_webhook": "calling a URL when the job is opened",
 	"on_close_webhook": "calling a URL when the job is completed",
 }
@@ -216,8 +214,8 @@ def _normalise_step(step: Any, apps, taken: set) -> list:
 		return [step]
 	payload = dict(payload)
 	extra: list[dict] = []
-	if kind == "issue" and "doctype" not in payload and "fields" not in payload:
-		step["kind"], payload = "create_doc", _issue_payload(payload)
+	if kind == "issue" and ("doctype" in payload or "fields" in payload):
+		step["kind"] = "create_doc"  # `issue` as the alias of create_doc it once was
 	elif kind == "dispatch_job" and "doctype" not in payload and "fields" not in payload:
 		step["kind"], payload, extra = "create_doc", *_job(step, payload, apps, taken)
 	elif isinstance(kind, str) and kind in KIND_ALIASES:
@@ -269,16 +267,6 @@ def _title(value: Any) -> Any:
 	return value
 
 
-def _issue_payload(payload: Mapping) -> dict:
-	fields = {key: payload[key] for key in ISSUE_KEYS if payload.get(key) not in EMPTY}
-	if "priority" in fields:
-		fields["priority"] = _title(fields["priority"])
-	fields["customer"] = "{{customer.name}}"
-	out = {"doctype": "Issue", "fields": fields, "link_to_trigger": True}
-	out.update({key: value for key, value in payload.items() if key not in ISSUE_KEYS})
-	return out
-
-
 def _job(step: Mapping, payload: Mapping, apps, taken: set) -> tuple[dict, list[dict]]:
 	"""dispatch_job as a Task (ERPNext) or a ToDo, plus an assign step for `assigned_group`."""
 	subject, job_type = payload.get("subject"), payload.get("job_type")
@@ -302,6 +290,8 @@ def _job(step: Mapping, payload: Mapping, apps, taken: set) -> tuple[dict, list[
 	for key, value in payload.items():
 		if key in JOB_UNSUPPORTED and value not in EMPTY:
 			out[key] = value  # validation: not supported yet
+		elif key == "merge_key" and value not in EMPTY:
+			out[key] = value  # create_doc reuses the open job made with the same key
 		elif key not in JOB_KEYS:
 			out[key] = value
 	extra = []

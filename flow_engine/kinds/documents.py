@@ -8,6 +8,8 @@ comment or an assignment (as frappe.desk.form.utils.add_comment and assign_to.ad
 
 from __future__ import annotations
 
+import hashlib
+
 import frappe
 from frappe import _
 from frappe.utils import cint
@@ -19,6 +21,10 @@ from flow_engine.runtime.identity import require, require_fields
 def create_doc(call: StepCall) -> dict:
 	doctype = str(call.payload.get("doctype") or "")
 	ensure_doctype(doctype)
+	key = str(call.payload.get("merge_key") or "").strip()
+	claim = _claim_key(doctype, key) if key else None
+	if claim and claim[1] and _is_open(doctype, claim[1]):
+		return {"doctype": doctype, "name": claim[1], "merged": True}
 	values = check_fields(doctype, call.payload.get("fields") or {})
 	if call.payload.get("link_to_trigger") and call.reference_doctype:
 		values.update(_backlink(doctype, call.reference_doctype, call.reference_name))
@@ -32,7 +38,48 @@ def create_doc(call: StepCall) -> dict:
 	doc.insert()
 	if submit:
 		doc.submit()
+	if claim:
+		frappe.db.sql(
+			"update `tabFlow Job Key` set job_name=%s, flow_run=%s, modified=%s where name=%s",
+			(doc.name, call.run, frappe.utils.now_datetime(), claim[0]),
+		)
+		return {"doctype": doctype, "name": doc.name, "merged": False}
 	return {"doctype": doctype, "name": doc.name}
+
+
+CLOSED_STATUSES = frozenset(("Completed", "Cancelled", "Closed", "Resolved", "Template"))
+
+
+def _claim_key(doctype: str, key: str) -> tuple[str, str | None]:
+	"""Lock the Flow Job Key row of (doctype, merge key), creating it: (row name, its job or None).
+
+	Concurrent steps with one key serialise on that row until their transaction commits, so only
+	the first creates the job; the others find it (and reuse it while it is open)."""
+	name = hashlib.sha1(f"{doctype}\n{key}".encode()).hexdigest()
+	if not frappe.db.exists("Flow Job Key", name):
+		now = frappe.utils.now_datetime()
+		frappe.db.savepoint("flow_job_key")
+		try:
+			frappe.db.sql(
+				"""insert into `tabFlow Job Key` (name, creation, modified, owner, modified_by, docstatus, idx,
+				job_doctype, merge_key) values (%s, %s, %s, %s, %s, 0, 0, %s, %s)""",
+				(name, now, now, frappe.session.user, frappe.session.user, doctype, key[:140]),
+			)
+		except Exception as error:
+			if not frappe.db.is_duplicate_entry(error):
+				raise
+			frappe.db.rollback(save_point="flow_job_key")  # another step made it first: read theirs
+	rows = frappe.db.sql("select job_name from `tabFlow Job Key` where name=%s for update", (name,))
+	return name, (rows[0][0] if rows else None)
+
+
+def _is_open(doctype: str, name: str) -> bool:
+	"""An existing job that is neither cancelled nor in a closed status (Task Completed, ToDo Closed…)."""
+	status = "status" if frappe.get_meta(doctype).has_field("status") else "null"
+	# a locking read: a job another step just committed is seen (a plain read would keep this
+	# transaction's older snapshot, miss that job and make a duplicate)
+	rows = frappe.db.sql(f"select docstatus, {status} from `tab{doctype}` where name=%s for update", (name,))
+	return bool(rows) and rows[0][0] != 2 and rows[0][1] not in CLOSED_STATUSES
 
 
 def _backlink(doctype: str, ref_doctype: str, ref_name: str | None) -> dict:

@@ -30,6 +30,7 @@ BUILTIN_HANDLERS = {
 	"wait": "flow_engine.kinds.logic.wait",
 	"set_variables": "flow_engine.kinds.logic.set_variables",
 	"subscription_activate": "flow_engine.kinds.erpnext.subscription_activate",
+	"issue": "flow_engine.kinds.erpnext.issue",
 }
 
 

@@ -165,8 +165,13 @@ def resolve_customer(doc) -> str | None:
 		return doc.name
 	if doc.get("customer"):
 		return doc.get("customer")
-	if doc.get("party_name") and doc.get("quotation_to") in (None, "Customer"):
+	# Quotation: quotation_to, Opportunity: opportunity_from, Contract: party_type (a Lead or a
+	# Supplier there is not a customer)
+	party_kind = doc.get("quotation_to") or doc.get("opportunity_from") or doc.get("party_type")
+	if doc.get("party_name") and party_kind in (None, "", "Customer"):
 		return doc.get("party_name")
 	if doc.get("party_type") == "Customer" and doc.get("party"):
 		return doc.get("party")
+	if doc.doctype == "Task" and doc.get("project") and frappe.db.table_exists("Project", cached=True):
+		return frappe.db.get_value("Project", doc.get("project"), "customer") or None
 	return None

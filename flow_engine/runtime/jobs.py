@@ -104,11 +104,7 @@ def pool_jobs_queued() -> int:
 		if not ids:
 			return 0
 		found = Job.fetch_many([create_job_id(job_id) for job_id in ids], connection=get_redis_conn())
-		gone = [
-			job_id
-			for job_id, job in zip(ids, found, strict=True)
-			if job is None or job.get_status(refresh=False) not in WAITING
-		]
+		gone = [job_id for job_id, job in zip(ids, found, strict=True) if not waits(job)]
 		if gone:
 			frappe.cache.srem(POOL_QUEUED, *gone)  # (the wrapper's set methods make the key)
 		return len(ids) - len(gone)
@@ -141,12 +137,24 @@ def pool_job_started(pool_id: str | None) -> None:
 WAITING = ("queued", "deferred", "scheduled")
 
 
+def waits(job) -> bool:
+	"""Whether an RQ job will still run: queued and really in its queue (a job a worker took off the
+	queue and died with still reads "queued"), or deferred/scheduled."""
+	if job is None:
+		return False
+	status = job.get_status(refresh=False)
+	if status == "queued":
+		return job.get_position() is not None
+	return status in WAITING
+
+
 def job_waiting(job_id: str) -> bool:
 	"""Whether an RQ job of this site is still queued (not yet picked up by a worker)."""
-	from frappe.utils.background_jobs import get_job_status
 
 	try:
-		return get_job_status(job_id) in WAITING  # RQ's JobStatus is a str enum: == "queued"
+		from frappe.utils.background_jobs import get_job
+
+		return waits(get_job(job_id))
 	except Exception:
 		return False  # Redis unreachable: treat the job as lost; re-dispatching is safe
 
@@ -172,11 +180,7 @@ def jobs_waiting(owners: set[str]) -> set[str]:
 		found = Job.fetch_many(
 			[create_job_id(advance_job_id(owner)) for owner in owners], connection=get_redis_conn()
 		)
-		return waiting | {
-			owner
-			for owner, job in zip(owners, found, strict=True)
-			if job is not None and job.get_status(refresh=False) in WAITING
-		}
+		return waiting | {owner for owner, job in zip(owners, found, strict=True) if waits(job)}
 	except Exception:
 		return waiting  # Redis unreachable: treat the jobs as lost; re-dispatching is safe
 

@@ -34,7 +34,7 @@ from flow_engine.runtime.store import RunRecord
 MAX_WAVES_PER_JOB = 500
 COMMIT_INTERVAL = 0.25  # seconds of instant waves that may share one transaction
 MAX_DEPTH = 5
-POOL_JOB_SECONDS = 60
+POOL_JOB_SECONDS = 10  # then hand over: other jobs of the queue (emails, reports) get their turn
 MAX_CALL_ROUNDS = 100  # call → record → drive rounds one job makes before it hands over
 CALL_THREADS = 8
 
@@ -95,8 +95,13 @@ def start_run(
 	schedule: str | None = None,
 	schedule_slot=None,
 	require_active: bool = False,
+	customer: str | None = None,
+	variables: dict | None = None,
 ) -> str | None:
-	"""Create a run and have it advanced once the current transaction commits."""
+	"""Create a run and have it advanced once the current transaction commits.
+
+	`customer` overrides the one read from the document; `variables` seed the run's variables (the
+	design's API passes them; definition variables are defaults they override)."""
 	row = store.template_row(template)
 	if not row:
 		frappe.throw(_("Flow '{0}' does not exist").format(template), frappe.DoesNotExistError)
@@ -129,7 +134,7 @@ def start_run(
 			"trigger_event": event,
 			"reference_doctype": reference_doctype,
 			"reference_name": reference_name,
-			"customer": resolve_customer(doc),
+			"customer": customer or resolve_customer(doc),
 			"source": source,
 			"started_by": frappe.session.user,
 			"parent_run": parent_run,
@@ -140,7 +145,7 @@ def start_run(
 			"waves": 0,
 			"steps_executed": 0,
 			"input": input or {},
-			"variables": {},
+			"variables": dict(variables or {}),
 			"step_state": {},
 			"doc_snapshot": doc.as_dict(convert_dates_to_str=True)
 			if doc is not None and event == "on_trash"

@@ -348,7 +348,7 @@ def ensure_timer(slot: int = 0, handover: bool = False) -> None:
 
 		job_id = f"{TIMER_JOB_ID}_{slot}"
 		job = get_job(job_id)
-		if job is not None and job.get_status() in ("queued", "deferred", "scheduled"):
+		if jobs.waits(job):
 			return  # one waits already
 		if job is not None:
 			# finished or failed; or "started" while no timer holds the lock: its worker died with it (RQ

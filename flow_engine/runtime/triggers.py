@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator, Mapping
 import frappe
 
 from flow_engine.engine import conditions
-from flow_engine.runtime import jobs, runs, store
+from flow_engine.runtime import business_events, jobs, runs, store
 from flow_engine.runtime.context import DocView, resolve_customer
 
 # the map's shape is part of the key: code reading a new shape never meets a map cached by older code
-CACHE_KEY = "flow_engine:trigger_map:v3"
+CACHE_KEY = "flow_engine:trigger_map:v4"
 OWN_DOCTYPES = frozenset(
 	{
 		"Flow Template",
@@ -104,6 +104,9 @@ def build_trigger_map() -> dict:
 			methods = VALUE_CHANGED_METHODS if row.trigger_event == "value_changed" else (row.trigger_event,)
 			for method in methods:
 				by_method.setdefault(method, []).append(entry)
+	# the design's business events some flow listens to, under their doctype (one lookup when none)
+	for doctype, by_method in business_events.listened(custom).items():
+		doctypes.setdefault(doctype, {})[business_events.KEY] = by_method
 	return {"doctypes": doctypes, "custom": custom}
 
 
@@ -117,7 +120,12 @@ def on_doc_event(doc, method: str | None = None) -> None:
 	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
 		return
 	by_method = get_trigger_map()["doctypes"].get(doc.doctype)
-	entries = by_method.get(method) if by_method else None
+	if not by_method:
+		return
+	raised = by_method.get(business_events.KEY)
+	if raised and method in raised:
+		business_events.raise_events(doc, method, raised[method])
+	entries = by_method.get(method)
 	if not entries:
 		return
 	matched = [entry for entry in entries if _event_matches(entry, doc, method)]
@@ -261,6 +269,7 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 			event=event,
 			source="custom",
 			input=dict(payload or {}),
+			variables=dict(payload or {}),  # the design's run variables: {{variables.amount}}
 			parent_run=parent["run"] if parent else None,
 			depth=depth,
 		)

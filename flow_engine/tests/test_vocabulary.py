@@ -492,10 +492,10 @@ class TestDesignVocabularyWithERPNext(FlowTestCase):
 					{
 						"id": "job",
 						"kind": "dispatch_job",
-						"payload": {"subject": "S", "merge_key": "{{doc.name}}"},
+						"payload": {"subject": "S", "on_close_webhook": "https://x.example/done"},
 					}
 				],
 				doctype="Customer",
 			)
-		self.assertIn("Step 'job' → payload.merge_key", str(refused.exception))
+		self.assertIn("Step 'job' → payload.on_close_webhook", str(refused.exception))
 		self.assertIn("not supported yet", str(refused.exception))

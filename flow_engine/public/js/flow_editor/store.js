@@ -16,6 +16,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 	const positions = ref({});
 	const kinds = ref([]);
 	const trigger_events = ref(["manual"]); // served by the engine with the template (editor_data)
+	const business_events = ref([]); // the design's business events the app raises: [{name, doctypes, …}]
 	const selected = ref(null); // {type: "step"|"edge"|"trigger", id}
 	const errors = ref([]);
 	const validating = ref(false);
@@ -61,6 +62,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		template.value = data.template;
 		kinds.value = data.kinds;
 		trigger_events.value = data.trigger_events;
+		business_events.value = data.business_events || [];
 		const def = graph.normalise(data.definition);
 		def.trigger = def.trigger || { event: "manual" };
 		definition.value = def;
@@ -583,6 +585,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		positions,
 		kinds,
 		trigger_events,
+		business_events,
 		kind_map,
 		selected,
 		selected_step,

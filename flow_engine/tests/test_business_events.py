@@ -1,0 +1,331 @@
+"""The design's business events raised from real ERPNext documents, and its example flows (seeds)."""
+
+import json
+import unittest
+
+import frappe
+from frappe.utils import add_days, nowdate
+
+from flow_engine.engine import business_events
+from flow_engine.install import SEEDS, seed_templates
+from flow_engine.runtime import triggers
+from flow_engine.runtime.templates import validate_definition
+from flow_engine.tests.utils import PREFIX, FlowTestCase, make_flow, run_of, runs_of
+
+TAG = "[flowtest-be]"
+
+
+def listen(event: str, doctype: str, variables: list[str]) -> str:
+	"""An active flow on business event `event` whose one step copies the event's variables."""
+	return make_flow(
+		event,
+		[
+			{
+				"id": "copy",
+				"kind": "set_variables",
+				"payload": {"variables": {f"seen_{v}": f"{{{{variables.{v}}}}}" for v in variables}},
+			}
+		],
+		doctype=doctype,
+		event=event,  # the design's form: a business event as the trigger event
+	).name
+
+
+def first(doctype: str, filters=None) -> str:
+	name = frappe.db.get_value(doctype, filters or {}, "name")
+	assert name, f"this site has no {doctype} {filters or ''} (run erpnext.setup.utils.before_tests)"
+	return name
+
+
+@unittest.skipUnless("erpnext" in frappe.get_installed_apps(), "ERPNext is not installed on this site")
+class TestBusinessEvents(FlowTestCase):
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		cls.company = frappe.defaults.get_global_default("company") or first("Company")
+		customer = frappe.db.get_value("Customer", {"customer_name": f"Ada {TAG}"}, "name")
+		if not customer:
+			customer = (
+				frappe.get_doc(
+					{
+						"doctype": "Customer",
+						"customer_name": f"Ada {TAG}",
+						"customer_type": "Individual",
+						"customer_group": first("Customer Group", {"is_group": 0}),
+						"territory": first("Territory", {"is_group": 0}),
+					}
+				)
+				.insert(ignore_permissions=True)
+				.name
+			)
+		cls.customer = customer
+		if not frappe.db.exists("Item", "_Test Flow BE Item"):
+			frappe.get_doc(
+				{
+					"doctype": "Item",
+					"item_code": "_Test Flow BE Item",
+					"item_group": first("Item Group", {"is_group": 0}),
+					"stock_uom": first("UOM", {"name": "Nos"}),
+					"is_stock_item": 0,
+				}
+			).insert(ignore_permissions=True)
+		frappe.db.commit()
+
+	def assert_started(self, template: str, customer: str | None, expected: dict):
+		record = run_of(template)
+		self.assertIsNotNone(record, f"no run of {template}")
+		self.assertEqual(record.status, "completed", record.error)
+		self.assertEqual(record.customer, customer)
+		for key, value in expected.items():
+			self.assertEqual(record.variables.get(key), value, key)  # the event's variables
+			self.assertEqual(record.variables.get(f"seen_{key}"), value, key)  # as steps read them
+		return record
+
+	def test_the_editor_offers_them_and_the_map_costs_nothing_without_listeners(self):
+		from flow_engine.desk import editor_data
+
+		template = make_flow("editor", [], doctype=None, event="manual").name
+		offered = {row["name"] for row in editor_data(template)["business_events"]}
+		self.assertEqual(offered, set(business_events.NAMES))
+		triggers.clear_trigger_map()
+		self.assertNotIn("Contract", triggers.get_trigger_map()["doctypes"])
+		listen("on_contract_signed", "Contract", ["contract"])
+		triggers.clear_trigger_map()
+		self.assertEqual(
+			triggers.get_trigger_map()["doctypes"]["Contract"]["business_events"],
+			{"on_change": ["on_contract_signed"]},
+		)
+
+	def test_customer_created(self):
+		template = listen("on_customer_created", "Customer", ["customer_name", "customer_type"])
+		customer = frappe.get_doc(
+			{
+				"doctype": "Customer",
+				"customer_name": f"Bob {TAG}",
+				"customer_type": "Company",
+				"customer_group": first("Customer Group", {"is_group": 0}),
+				"territory": first("Territory", {"is_group": 0}),
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		try:
+			self.assert_started(
+				template, customer.name, {"customer_name": f"Bob {TAG}", "customer_type": "Company"}
+			)
+			customer.save()  # a later save is not a creation
+			frappe.db.commit()
+			self.assertEqual(len(runs_of(template)), 1)
+		finally:
+			frappe.delete_doc("Customer", customer.name, force=True, ignore_permissions=True)
+			frappe.db.commit()
+
+	def test_contract_signed_when_is_signed_turns_on(self):
+		template = listen("on_contract_signed", "Contract", ["contract", "signed_at"])
+		contract = frappe.get_doc(
+			{
+				"doctype": "Contract",
+				"party_type": "Customer",
+				"party_name": self.customer,
+				"contract_terms": f"Fibre {TAG}",
+				"start_date": nowdate(),
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.assertEqual(runs_of(template), [], "an unsigned contract is not signed")
+		contract.is_signed = 1
+		contract.signed_on = "2026-05-01 10:00:00"
+		contract.save(ignore_permissions=True)
+		frappe.db.commit()
+		self.assert_started(
+			template, self.customer, {"contract": contract.name, "signed_at": "2026-05-01 10:00:00"}
+		)
+		contract.contract_terms += " (amended)"
+		contract.save(ignore_permissions=True)  # still signed: not signed again
+		frappe.db.commit()
+		self.assertEqual(len(runs_of(template)), 1)
+		frappe.delete_doc("Contract", contract.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+	def test_issue_opened(self):
+		template = listen("on_issue_opened", "Issue", ["subject", "issue"])
+		issue = frappe.get_doc(
+			{"doctype": "Issue", "subject": f"No signal {TAG}", "customer": self.customer}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.assert_started(template, self.customer, {"subject": f"No signal {TAG}", "issue": issue.name})
+		frappe.delete_doc("Issue", issue.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+	def make_quotation(self):
+		return frappe.get_doc(
+			{
+				"doctype": "Quotation",
+				"quotation_to": "Customer",
+				"party_name": self.customer,
+				"company": self.company,
+				"transaction_date": nowdate(),
+				"valid_till": add_days(nowdate(), 30),
+				"items": [{"item_code": "_Test Flow BE Item", "qty": 2, "rate": 50}],
+			}
+		).insert(ignore_permissions=True)
+
+	def test_quotation_created_and_accepted(self):
+		from erpnext.selling.doctype.quotation.quotation import make_sales_order
+
+		created = listen("on_quotation_created", "Quotation", ["quotation", "grand_total"])
+		accepted = listen("on_quotation_accepted", "Quotation", ["quotation"])
+		quotation = self.make_quotation()
+		frappe.db.commit()
+		self.assert_started(created, self.customer, {"quotation": quotation.name, "grand_total": 100.0})
+		quotation.submit()
+		frappe.db.commit()
+		self.assertEqual(runs_of(accepted), [], "submitted is not accepted")
+		order = make_sales_order(quotation.name)
+		order.delivery_date = add_days(nowdate(), 7)
+		for row in order.items:
+			row.delivery_date = order.delivery_date
+		order.insert(ignore_permissions=True)
+		order.submit()  # ERPNext sets the quotation Ordered with db_set
+		frappe.db.commit()
+		self.assertEqual(frappe.db.get_value("Quotation", quotation.name, "status"), "Ordered")
+		record = self.assert_started(accepted, self.customer, {"quotation": quotation.name})
+		self.assertTrue(record.variables.get("accepted_at"))
+		self.assertEqual(len(runs_of(created)), 1)
+		order.cancel()
+		quotation.reload()
+		quotation.cancel()
+		frappe.db.commit()
+
+	def test_payment_received(self):
+		template = listen("on_payment_received", "Payment Entry", ["amount", "payment_intent"])
+		company = frappe.get_cached_doc("Company", self.company)
+		entry = frappe.get_doc(
+			{
+				"doctype": "Payment Entry",
+				"payment_type": "Receive",
+				"company": self.company,
+				"posting_date": nowdate(),
+				"party_type": "Customer",
+				"party": self.customer,
+				"paid_from": company.default_receivable_account,
+				"paid_to": company.default_cash_account,
+				"paid_amount": 120.5,
+				"received_amount": 120.5,
+				"source_exchange_rate": 1,
+				"target_exchange_rate": 1,
+				"reference_no": "pi_123",
+				"reference_date": nowdate(),
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.assertEqual(runs_of(template), [], "a draft is not a payment")
+		entry.submit()
+		frappe.db.commit()
+		self.assert_started(template, self.customer, {"amount": 120.5, "payment_intent": "pi_123"})
+		entry.cancel()
+		frappe.db.commit()
+
+	def test_subscription_active(self):
+		template = listen("on_subscription_active", "Subscription", ["subscription", "plan"])
+		plan = "_Test Flow BE Plan"
+		if not frappe.db.exists("Subscription Plan", plan):
+			frappe.get_doc(
+				{
+					"doctype": "Subscription Plan",
+					"plan_name": plan,
+					"item": "_Test Flow BE Item",
+					"price_determination": "Fixed Rate",
+					"cost": 30,
+					"currency": frappe.get_cached_value("Company", self.company, "default_currency"),
+					"billing_interval": "Month",
+					"billing_interval_count": 1,
+				}
+			).insert(ignore_permissions=True)
+		subscription = frappe.get_doc(
+			{
+				"doctype": "Subscription",
+				"party_type": "Customer",
+				"party": self.customer,
+				"company": self.company,
+				"start_date": nowdate(),
+				"plans": [{"plan": plan, "qty": 1}],
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.assertEqual(subscription.status, "Active")
+		self.assert_started(template, self.customer, {"subscription": subscription.name, "plan": plan})
+		frappe.delete_doc("Subscription", subscription.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+	def test_dispatch_completed_with_the_projects_customer(self):
+		template = listen("on_dispatch_completed", "Task", ["job", "subject"])
+		project = frappe.get_doc(
+			{"doctype": "Project", "project_name": f"Install {TAG} {frappe.generate_hash(length=6)}"}
+		)
+		project.customer = self.customer
+		project.insert(ignore_permissions=True)
+		task = frappe.get_doc(
+			{"doctype": "Task", "subject": f"Install fibre {TAG}", "project": project.name}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		self.assertEqual(runs_of(template), [])
+		task.status = "Completed"
+		task.completed_on = nowdate()
+		task.save(ignore_permissions=True)
+		frappe.db.commit()
+		self.assert_started(template, self.customer, {"job": task.name, "subject": f"Install fibre {TAG}"})
+		frappe.delete_doc("Task", task.name, force=True, ignore_permissions=True)
+		frappe.delete_doc("Project", project.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+	def test_a_listener_on_another_doctype_is_not_started(self):
+		template = listen("on_issue_opened", "Contract", ["subject"])  # applies_to Contract
+		issue = frappe.get_doc({"doctype": "Issue", "subject": f"Other {TAG}"}).insert(
+			ignore_permissions=True
+		)
+		frappe.db.commit()
+		self.assertEqual(runs_of(template), [])
+		frappe.delete_doc("Issue", issue.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+
+DESIGN_SEEDS = {
+	"residential_onboarding": "Residential Onboarding",
+	"quotation_accepted_follow_up": "Quotation Accepted Follow-up",
+	"payment_received": "Payment Received",
+}
+
+
+@unittest.skipUnless("erpnext" in frappe.get_installed_apps(), "ERPNext is not installed on this site")
+class TestDesignExampleFlows(FlowTestCase):
+	def test_seeded_inactive_and_valid_against_real_doctypes(self):
+		seed_templates()
+		for file, name in DESIGN_SEEDS.items():
+			doc = frappe.get_doc("Flow Template", name)
+			self.assertEqual((doc.is_system, doc.is_active), (1, 0), name)
+			raw = json.loads((SEEDS / f"{file}.json").read_text())["definition"]
+			self.assertEqual(doc.trigger_event, "custom", name)
+			self.assertEqual(doc.custom_event, raw["trigger"]["event"], name)
+			self.assertEqual(validate_definition(doc.flow_definition, doc.trigger_doctype), [], name)
+
+	def test_save_export_import_gives_the_same_plan(self):
+		from flow_engine.api import dry_run
+		from flow_engine.desk import create_flow, import_definition, save_flow
+
+		seed_templates()  # saved (from the design's vocabulary)
+		for name in DESIGN_SEEDS.values():
+			original = frappe.get_doc("Flow Template", name)
+			exported = frappe.as_json(original.as_dict())  # a Flow Template export
+			definition = import_definition(exported)["definition"]  # the editor's Import JSON
+			copy = create_flow(PREFIX + name)
+			self.assertTrue(save_flow(copy, json.dumps(definition))["saved"], name)
+			copied = frappe.get_doc("Flow Template", copy)
+			self.assertEqual(json.loads(original.flow_definition), json.loads(copied.flow_definition), name)
+			self.assertEqual(
+				(original.trigger_doctype, original.trigger_event, original.custom_event),
+				(copied.trigger_doctype, copied.trigger_event, copied.custom_event),
+				name,
+			)
+			plan = dry_run(template=name)
+			self.assertTrue(plan["steps"], name)
+			self.assertEqual(plan, dry_run(template=copy), name)
