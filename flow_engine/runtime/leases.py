@@ -75,9 +75,21 @@ def settle(record: store.RunRecord) -> None:
 		record.lease_owner = TAKEN + (record.lease_owner or f"process:{frappe.local.site}")
 
 
+def read_committed() -> None:
+	"""Start a fresh READ COMMITTED transaction for a claim: `FOR UPDATE SKIP LOCKED` then locks only
+	the rows it returns, not the index gaps around them, so a user's save inserting a new run into
+	that index never waits for (or deadlocks with) a worker's claim."""
+	frappe.db.commit()
+	# Frappe's commit opened the next transaction already; its characteristics can no longer change
+	frappe.db.sql("rollback")
+	frappe.db.sql("set transaction isolation level read committed")
+	frappe.db.sql("start transaction")
+
+
 def claim_pool(limit: int, owner: str) -> list[str]:
 	"""Claim up to `limit` runs waiting for a pool job: taken by `owner`, leases renewed, committed.
 	Runs another job is claiming are skipped, never waited for."""
+	read_committed()
 	runs = frappe.db.sql_list(
 		"""select name from `tabFlow Run` where status='running' and lease_owner=%s
 		order by lease_until limit %s for update skip locked""",
@@ -144,6 +156,7 @@ def recover(now: datetime.datetime | None = None, limit: int = RECOVER_BATCH) ->
 	whose job had started on it counts one infrastructure failure (see `record_failure`).
 	"""
 	now = now or clock.now()
+	read_committed()
 	rows = frappe.db.sql(
 		"""select name, lease_owner, lease_until, infra_failures from `tabFlow Run`
 		where status='running' and (lease_until is null or lease_until < %s)

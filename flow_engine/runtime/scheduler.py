@@ -74,6 +74,7 @@ def claim_due(limit: int = BATCH, now: datetime.datetime | None = None) -> tuple
 	"""Claim up to `limit` due rows; returns (claim token, rows) and commits the claim."""
 	now = now or clock.now()
 	token = frappe.generate_hash(length=16)
+	leases.read_committed()
 	rows = select_due(now, limit)
 	if rows:
 		names = [row.name for row in rows]

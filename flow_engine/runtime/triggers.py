@@ -227,13 +227,21 @@ def _event_matches(entry: Mapping, doc, method: str | None) -> bool:
 
 
 def _start_safely(template: str, **kwargs) -> str | None:
-	"""Start a run inside a savepoint: whatever goes wrong, the user's save goes on."""
+	"""Start a run inside a savepoint: whatever goes wrong with the flow, the user's save goes on.
+
+	Except when the database has already rolled back the user's whole transaction (a deadlock): then
+	the error goes up, so the save fails visibly and can be retried, instead of looking saved."""
 	savepoint = "flow_engine_trigger"
 	frappe.db.savepoint(savepoint)
 	try:
 		return runs.start_run(template, require_active=True, **kwargs)
-	except Exception:
-		frappe.db.rollback(save_point=savepoint)
+	except Exception as error:
+		try:
+			frappe.db.rollback(save_point=savepoint)
+		except Exception:
+			raise error from None  # the transaction is gone: never pretend the save went through
+		if isinstance(error, frappe.QueryDeadlockError):
+			raise
 		frappe.log_error(title=f"flow_engine: could not start flow '{template}'")
 		return None
 

@@ -122,7 +122,13 @@ class TestChaos(FlowTestCase):
 		statuses = frappe.db.sql(
 			"select status, count(*) from `tabFlow Run` where template=%s group by status", (template,)
 		)
-		self.assertEqual(dict(statuses), {"completed": RUNS}, f"after {recovered_in:.0f}s")
+		stuck = frappe.db.sql(
+			"""select name, status, lease_owner, lease_until, infra_failures, last_infra_error, step_state
+			from `tabFlow Run` where template=%s and status != 'completed' limit 5""",
+			(template,),
+			as_dict=True,
+		)
+		self.assertEqual(dict(statuses), {"completed": RUNS}, f"after {recovered_in:.0f}s: {stuck}")
 		effects = frappe.db.sql(
 			"""select count(*), sum(status='Closed'), count(distinct description) from tabToDo
 			where description like 'FR-%%[flowtest]'"""
