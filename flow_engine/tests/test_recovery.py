@@ -3,7 +3,6 @@ and a failed run's retry that must bring back its timers and tokens."""
 
 import os
 import subprocess
-import sys
 import time
 
 import frappe
@@ -11,7 +10,7 @@ import pymysql
 from frappe.utils import add_to_date, get_bench_path, now_datetime
 
 from flow_engine.runtime import leases, resilience, runs, scheduler, store
-from flow_engine.tests.utils import FlowTestCase, make_flow
+from flow_engine.tests.utils import FlowTestCase, make_flow, run_burst_worker
 
 
 def other_connection():
@@ -123,22 +122,7 @@ class TestRecovery(FlowTestCase):
 		self.assertEqual(store.load_run(run).status, "running", "the run is durable and leased")
 		with self.freeze_time(add_to_date(now_datetime(), seconds=leases.lease_seconds() + 1)):
 			self.assertGreaterEqual(scheduler.tick()["recovered_runs"], 1)
-		worker = subprocess.run(
-			[
-				sys.executable,
-				"-m",
-				"frappe.utils.bench_helper",
-				"frappe",
-				"worker",
-				"--queue",
-				"default",
-				"--burst",
-			],
-			cwd=frappe.local.sites_path,
-			capture_output=True,
-			text=True,
-			timeout=300,
-		)
+		worker = run_burst_worker()
 		self.assertEqual(worker.returncode, 0, worker.stderr[-2000:])
 		frappe.db.rollback()
 		self.assertEqual(store.load_run(run).status, "completed")

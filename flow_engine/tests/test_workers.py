@@ -1,9 +1,6 @@
-import subprocess
-import sys
-
 import frappe
 
-from flow_engine.tests.utils import FlowTestCase, make_flow, new_test_doc, run_of
+from flow_engine.tests.utils import FlowTestCase, make_flow, new_test_doc, run_burst_worker, run_of
 
 
 class TestWorkers(FlowTestCase):
@@ -32,22 +29,7 @@ class TestWorkers(FlowTestCase):
 		new_test_doc(title="queued")
 		frappe.db.commit()
 		self.assertEqual(run_of(template).status, "running", "the run waits for a worker")
-		result = subprocess.run(
-			[
-				sys.executable,
-				"-m",
-				"frappe.utils.bench_helper",
-				"frappe",
-				"worker",
-				"--queue",
-				"default",
-				"--burst",
-			],
-			cwd=frappe.local.sites_path,
-			capture_output=True,
-			text=True,
-			timeout=300,
-		)
+		result = run_burst_worker()
 		self.assertEqual(result.returncode, 0, result.stderr[-2000:])
 		frappe.db.rollback()
 		record = run_of(template)

@@ -155,6 +155,17 @@ def cleanup() -> None:
 	clear_caches("*")
 
 
+def run_burst_worker(queue: str = "default") -> subprocess.CompletedProcess:
+	"""A real RQ worker that works off what is queued, then exits (`bench worker --burst`)."""
+	return subprocess.run(
+		[sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "worker", "--queue", queue, "--burst"],
+		cwd=frappe.local.sites_path,
+		capture_output=True,
+		text=True,
+		timeout=300,
+	)
+
+
 def run_in_subprocess(code: str, wait: bool = True, **popen):
 	"""Run Python `code` in a fresh process connected to this site (a separate worker)."""
 	prelude = (
