@@ -308,6 +308,15 @@ export const useFlowStore = defineStore("flow-editor", () => {
 			modified: outcome.modified,
 			run_as: outcome.run_as,
 		};
+		// adopt what the server stored: the app's own vocabulary, and secrets moved into Flow Secrets
+		// (a pasted clear value must not linger in the editor, its undo history or an export)
+		if (outcome.definition && Array.isArray(outcome.definition.steps)) {
+			const stored = graph.normalise(outcome.definition);
+			stored.trigger = stored.trigger || definition.value.trigger;
+			definition.value = stored;
+			history.reset(snapshot());
+			sync_history();
+		}
 		dirty.value = false;
 		frappe.show_alert({ message: __("Saved (version {0})", [outcome.version]), indicator: "green" });
 		return true;
