@@ -130,7 +130,7 @@ ALIASES = {
 		step("i", "issue", payload={"doctype": "Issue", "fields": {"subject": "S"}}),
 		step("i", "create_doc", payload={"doctype": "Issue", "fields": {"subject": "S"}}),
 	),
-	"dispatch_job (ERPNext: Task)": (
+	"dispatch_job (the kind of its own; empty options dropped, priority spelled as ERPNext does)": (
 		step(
 			"j",
 			"dispatch_job",
@@ -144,18 +144,18 @@ ALIASES = {
 		),
 		step(
 			"j",
-			"create_doc",
+			"dispatch_job",
 			payload={
-				"doctype": "Task",
-				"fields": {
-					"subject": "Installation {{customer.customer_name}}",
-					"type": "Installation",
-					"priority": "Medium",
-					"expected_time": 2,
-				},
-				"link_to_trigger": True,
+				"subject": "Installation {{customer.customer_name}}",
+				"job_type": "Installation",
+				"priority": "Medium",
+				"duration_h": 2,
 			},
 		),
+	),
+	"dispatch_job as the create_doc alias it once was": (
+		step("j", "dispatch_job", payload={"doctype": "Task", "fields": {"subject": "S"}}),
+		step("j", "create_doc", payload={"doctype": "Task", "fields": {"subject": "S"}}),
 	),
 	"on_date at": (
 		step("d", "wait", trigger={"type": "on_date", "at": "2026-06-01"}),
@@ -216,34 +216,47 @@ def test_design_example_flow_loads_into_the_app_form():
 		"doctype": "Service Contract",
 	}
 	job, assign = loaded["steps"]
-	assert job["kind"] == "create_doc" and job["payload"]["doctype"] == "Task"
+	assert job["kind"] == "dispatch_job" and "assigned_group" not in job["payload"]
 	assert assign == {
 		"id": "step_abc123_assign",
 		"kind": "assign",
 		"label": "Installation fibre: assign to Tech Targo",
 		"depends_on": ["step_abc123"],
-		"payload": {"doctype": "Task", "name": "{{steps.step_abc123.result.name}}", "group": "Tech Targo"},
+		"payload": {
+			"doctype": "{{steps.step_abc123.result.doctype}}",
+			"name": "{{steps.step_abc123.result.name}}",
+			"group": "Tech Targo",
+		},
 	}
 	assert validate(loaded) == []
 	steps = report(design)["steps"]
 	assert [entry["step_id"] for entry in steps] == ["step_abc123", "step_abc123_assign"]
 
 
-def test_dispatch_job_without_erpnext_is_a_todo():
+def test_dispatch_job_keeps_its_webhooks_and_merge_key():
+	"""The job's doctype is the site's (Flow Dispatch Settings), chosen when the step runs."""
 	design = flow(
 		step(
 			"j",
 			"dispatch_job",
-			payload={"subject": "Fix", "job_type": "Repair", "priority": "high", "duration_h": 1},
+			payload={
+				"subject": "Fix",
+				"priority": "high",
+				"merge_key": "site-{{doc.name}}",
+				"on_open_webhook": "https://hooks.example/open",
+				"on_close_webhook": "https://hooks.example/close",
+			},
 		)
 	)
-	payload = load(design, apps=["frappe", "flow_engine"])["steps"][0]["payload"]
-	assert payload == {
-		"doctype": "ToDo",
-		"fields": {"description": "Fix — Repair (1 h)", "priority": "High"},
-		"link_to_trigger": True,
-	}
-	assert load(design, apps=["frappe", "erpnext"])["steps"][0]["payload"]["doctype"] == "Task"
+	for apps in (["frappe", "flow_engine"], ["frappe", "erpnext"]):
+		assert load(design, apps=apps)["steps"][0]["payload"] == {
+			"subject": "Fix",
+			"priority": "High",
+			"merge_key": "site-{{doc.name}}",
+			"on_open_webhook": "https://hooks.example/open",
+			"on_close_webhook": "https://hooks.example/close",
+		}
+	assert validate(load(design)) == []
 
 
 def test_dispatch_job_assign_step_stays_in_the_branch_and_gets_a_free_id():
@@ -429,11 +442,6 @@ def _issues(definition):
 			),
 			("a", "payload.to"),
 			["is the design's name for 'recipients', which is also given with another value"],
-		),
-		(
-			flow(step("a", "dispatch_job", payload={"subject": "S", "on_open_webhook": "https://x.example"})),
-			("a", "payload.on_open_webhook"),
-			["'on_open_webhook'", "not supported yet"],
 		),
 		(
 			flow(

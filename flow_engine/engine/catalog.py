@@ -230,7 +230,6 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 				description="reuse the open document created with the same key instead of creating another",
 			),
 		),
-		aliases=("dispatch_job",),
 	),
 	KindSpec(
 		name="update_doc",
@@ -428,6 +427,39 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 				"Customer",
 				"data",
 				description="empty: the customer of the trigger document, when there is one",
+			),
+		),
+	),
+	KindSpec(
+		name="dispatch_job",
+		label="Dispatch field job",
+		description="A field job in the site's job doctype (Flow Dispatch Settings; default ERPNext Task, "
+		"ToDo without ERPNext), linked to the trigger document.",
+		icon="tool",
+		color="green",
+		category="ERPNext",
+		fields=(
+			FieldSpec("subject", "Subject", "data", required=True),
+			FieldSpec("job_type", "Job type", "data", description="Task: a Task Type"),
+			FieldSpec("priority", "Priority", "data", description="Low, Medium, High (Task: also Urgent)"),
+			FieldSpec("duration_h", "Expected duration (hours)", "data"),
+			FieldSpec(
+				"merge_key",
+				"Merge key",
+				"data",
+				description="reuse the open job created with the same key instead of creating another",
+			),
+			FieldSpec(
+				"on_open_webhook",
+				"Webhook when opened",
+				"data",
+				description="URL called (POST, JSON) once the job is created",
+			),
+			FieldSpec(
+				"on_close_webhook",
+				"Webhook when completed",
+				"data",
+				description="URL called (POST, JSON) once the job is completed",
 			),
 		),
 	),

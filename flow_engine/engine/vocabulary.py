@@ -10,8 +10,8 @@ way into the app's form, so every entry point (Desk, REST, editor, CLI, seeds, A
 the same thing and the editor shows the app's fields. README "The design's vocabulary" has the table.
 
 `normalise` never raises, never changes its input and is idempotent. What it cannot translate
-(JSON text that does not parse, an alias given together with a different canonical value, a
-dispatch_job option nothing here can honour) stays where it is, and `leftover_problem` says why,
+(JSON text that does not parse, an alias given together with a different canonical value) stays
+where it is, and `leftover_problem` says why,
 so validation reports it on the step and key instead of anything being dropped.
 """
 
@@ -75,7 +75,7 @@ PAYLOAD_ALIASES: dict[str, dict[str, str]] = {
 }
 JSON_TEXT_KEYS = ("body_template", "fields_json")  # hold JSON text: parsed, then templated as usual
 CONDITION_KEYS = ("field", "op", "value", "all", "any")
-KIND_ALIASES = {"erp_update": "update_doc", "dispatch_job": "create_doc"}
+KIND_ALIASES = {"erp_update": "update_doc"}
 JOB_KEYS = (
 	"subject",
 	"job_type",
@@ -86,14 +86,10 @@ JOB_KEYS = (
 	"on_close_webhook",
 	"merge_key",
 )
-# dispatch_job options that need the dispatch_job kind of its own (issue 12, item 2)
-JOB_UNSUPPORTED = {
-	"on_open_webhook": "calling a URL when the job is opened",
-	"on_close_webhook": "calling a URL when the job is completed",
-}
 EMPTY = (None, "", [], {})
 
-# installed apps of the current site, when the runtime provides them (dispatch_job: Task or ToDo)
+# installed apps of the current site, when the runtime provides them (for site-dependent aliases;
+# none today: dispatch_job's doctype is chosen when its step runs)
 _installed_apps: Callable[[], Iterable[str]] | None = None
 
 
@@ -101,15 +97,6 @@ def configure(installed_apps: Callable[[], Iterable[str]] | None) -> None:
 	"""Let the runtime say which apps the current site has (called once per process, never per site)."""
 	global _installed_apps
 	_installed_apps = installed_apps
-
-
-def _has_erpnext(apps: Iterable[str] | None) -> bool:
-	if apps is None and _installed_apps is not None:
-		try:
-			apps = list(_installed_apps())
-		except Exception:
-			apps = None
-	return apps is None or "erpnext" in apps
 
 
 # ---------------------------------------------------------------- normalise
@@ -216,8 +203,10 @@ def _normalise_step(step: Any, apps, taken: set) -> list:
 	extra: list[dict] = []
 	if kind == "issue" and ("doctype" in payload or "fields" in payload):
 		step["kind"] = "create_doc"  # `issue` as the alias of create_doc it once was
-	elif kind == "dispatch_job" and "doctype" not in payload and "fields" not in payload:
-		step["kind"], payload, extra = "create_doc", *_job(step, payload, apps, taken)
+	elif kind == "dispatch_job" and ("doctype" in payload or "fields" in payload):
+		step["kind"] = "create_doc"  # `dispatch_job` as the alias of create_doc it once was
+	elif kind == "dispatch_job":
+		payload, extra = _job(step, payload, taken)
 	elif isinstance(kind, str) and kind in KIND_ALIASES:
 		step["kind"] = KIND_ALIASES[kind]
 	kind = step["kind"]
@@ -267,33 +256,17 @@ def _title(value: Any) -> Any:
 	return value
 
 
-def _job(step: Mapping, payload: Mapping, apps, taken: set) -> tuple[dict, list[dict]]:
-	"""dispatch_job as a Task (ERPNext) or a ToDo, plus an assign step for `assigned_group`."""
-	subject, job_type = payload.get("subject"), payload.get("job_type")
-	priority, duration = _title(payload.get("priority")), payload.get("duration_h")
-	if _has_erpnext(apps):
-		doctype = "Task"
-		fields = {"subject": subject, "type": job_type, "priority": priority, "expected_time": duration}
-	else:
-		doctype = "ToDo"
-		description = str(subject or "")
-		if job_type not in EMPTY:
-			description += f" — {job_type}"
-		if duration not in EMPTY:
-			description += f" ({duration} h)"
-		fields = {"description": description, "priority": priority}
-	out = {
-		"doctype": doctype,
-		"fields": {key: value for key, value in fields.items() if value not in EMPTY},
-		"link_to_trigger": True,
-	}
+def _job(step: Mapping, payload: Mapping, taken: set) -> tuple[dict, list[dict]]:
+	"""dispatch_job's payload (priority spelled as ERPNext does), plus an assign step for
+	`assigned_group`. The job's doctype and field mapping are the site's (Flow Dispatch Settings),
+	read when the step runs: the assign step names the doctype from the step's result."""
+	out = {}
 	for key, value in payload.items():
-		if key in JOB_UNSUPPORTED and value not in EMPTY:
-			out[key] = value  # validation: not supported yet
-		elif key == "merge_key" and value not in EMPTY:
-			out[key] = value  # create_doc reuses the open job made with the same key
-		elif key not in JOB_KEYS:
-			out[key] = value
+		if key == "assigned_group":
+			continue
+		if key in JOB_KEYS and value in EMPTY:
+			continue
+		out[key] = _title(value) if key == "priority" else value
 	extra = []
 	group = payload.get("assigned_group")
 	step_id = step.get("id")
@@ -304,7 +277,11 @@ def _job(step: Mapping, payload: Mapping, apps, taken: set) -> tuple[dict, list[
 			"kind": "assign",
 			"label": f"{step.get('label') or step_id}: assign to {group}",
 			"depends_on": [step_id],
-			"payload": {"doctype": doctype, "name": f"{{{{steps.{step_id}.result.name}}}}", "group": group},
+			"payload": {
+				"doctype": f"{{{{steps.{step_id}.result.doctype}}}}",
+				"name": f"{{{{steps.{step_id}.result.name}}}}",
+				"group": group,
+			},
 		}
 		if step.get("parent_id"):
 			assign["parent_id"], assign["branch"] = step["parent_id"], step.get("branch")
@@ -389,11 +366,6 @@ def payload_aliases(kind: str) -> dict[str, str]:
 
 def leftover_problem(kind: str, key: str, payload: Mapping) -> str | None:
 	"""Why a design key is still in a normalised payload (None when `key` is not one)."""
-	if kind == "create_doc" and key in JOB_UNSUPPORTED:
-		return (
-			f"dispatch_job's '{key}' ({JOB_UNSUPPORTED[key]}) is not supported yet: the job is created as a "
-			"document, but nothing would act on this option; remove it"
-		)
 	target = payload_aliases(kind).get(key)
 	if target is None:
 		return None

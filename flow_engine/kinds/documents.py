@@ -23,7 +23,7 @@ def create_doc(call: StepCall) -> dict:
 	ensure_doctype(doctype)
 	key = str(call.payload.get("merge_key") or "").strip()
 	claim = _claim_key(doctype, key) if key else None
-	if claim and claim[1] and _is_open(doctype, claim[1]):
+	if claim and claim[1] and _is_open(doctype, claim[1], *call.extras.get("job_status", ())):
 		return {"doctype": doctype, "name": claim[1], "merged": True}
 	values = check_fields(doctype, call.payload.get("fields") or {})
 	if call.payload.get("link_to_trigger") and call.reference_doctype:
@@ -55,7 +55,7 @@ def _claim_key(doctype: str, key: str) -> tuple[str, str | None]:
 
 	Concurrent steps with one key serialise on that row until their transaction commits, so only
 	the first creates the job; the others find it (and reuse it while it is open)."""
-	name = hashlib.sha1(f"{doctype}\n{key}".encode()).hexdigest()
+	name = key_row_name(doctype, key)
 	if not frappe.db.exists("Flow Job Key", name):
 		now = frappe.utils.now_datetime()
 		frappe.db.savepoint("flow_job_key")
@@ -73,13 +73,18 @@ def _claim_key(doctype: str, key: str) -> tuple[str, str | None]:
 	return name, (rows[0][0] if rows else None)
 
 
-def _is_open(doctype: str, name: str) -> bool:
-	"""An existing job that is neither cancelled nor in a closed status (Task Completed, ToDo Closed…)."""
-	status = "status" if frappe.get_meta(doctype).has_field("status") else "null"
+def key_row_name(doctype: str, key: str) -> str:
+	return hashlib.sha1(f"{doctype}\n{key}".encode()).hexdigest()
+
+
+def _is_open(doctype: str, name: str, field: str = "status", closed=CLOSED_STATUSES) -> bool:
+	"""An existing job that is neither cancelled nor in a closed status (Task Completed, ToDo Closed…;
+	dispatch_job: the completed values of Flow Dispatch Settings)."""
+	status = f"`{field}`" if frappe.get_meta(doctype).has_field(field) else "null"
 	# a locking read: a job another step just committed is seen (a plain read would keep this
 	# transaction's older snapshot, miss that job and make a duplicate)
 	rows = frappe.db.sql(f"select docstatus, {status} from `tab{doctype}` where name=%s for update", (name,))
-	return bool(rows) and rows[0][0] != 2 and rows[0][1] not in CLOSED_STATUSES
+	return bool(rows) and rows[0][0] != 2 and rows[0][1] not in closed
 
 
 def _backlink(doctype: str, ref_doctype: str, ref_name: str | None) -> dict:

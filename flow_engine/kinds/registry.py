@@ -31,6 +31,7 @@ BUILTIN_HANDLERS = {
 	"set_variables": "flow_engine.kinds.logic.set_variables",
 	"subscription_activate": "flow_engine.kinds.erpnext.subscription_activate",
 	"issue": "flow_engine.kinds.erpnext.issue",
+	"dispatch_job": "flow_engine.kinds.dispatch.dispatch_job",
 }
 
 

@@ -1,9 +1,12 @@
 """dispatch_job `merge_key`: a second job with the same key reuses the open one (and is assigned
 again only to whom it is not yet assigned); once that job is completed, the key makes a new one."""
 
+import json
+
 import frappe
 
 from flow_engine.runtime import runs
+from flow_engine.tests.test_webhook import Receiver
 from flow_engine.tests.utils import PREFIX, FlowTestCase, make_flow, run_in_subprocess, run_of
 
 SUBJECT = "[flowtest] merge job"
@@ -102,3 +105,130 @@ class TestDispatchJobMerge(FlowTestCase):
 		self.assertEqual([result["merged"] for result in results], [False, True])
 		self.assertEqual(results[0]["name"], results[1]["name"])
 		self.assertEqual(self.jobs(), [results[0]["name"]])
+
+
+HOOKED = "[flowtest] hooked job"
+
+
+class TestDispatchJobSettingsAndWebhooks(FlowTestCase):
+	"""Flow Dispatch Settings choose the job's doctype and fields; on_open_webhook is called once when
+	the job is created, on_close_webhook once when it is completed (from the job's own save)."""
+
+	def setUp(self):
+		super().setUp()
+		self.doctype = "Task" if "erpnext" in frappe.get_installed_apps() else "ToDo"
+		self.field = "subject" if self.doctype == "Task" else "description"
+		self.done = "Completed" if self.doctype == "Task" else "Closed"
+		frappe.conf.flow_engine_outbound_allow = ["127.0.0.1"]  # the local receiver of these tests
+
+	def tearDown(self):
+		frappe.conf.pop("flow_engine_outbound_allow", None)
+		settings = frappe.get_single("Flow Dispatch Settings")
+		settings.update({"job_doctype": None, "subject_field": None, "completed_values": None})
+		settings.save(ignore_permissions=True)
+		for doctype, field in ((self.doctype, self.field), ("Note", "title")):
+			for name in frappe.get_all(doctype, filters={field: ["like", HOOKED + "%"]}, pluck="name"):
+				frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
+		frappe.db.delete("Flow Job Key", {"job_doctype": ["in", (self.doctype, "Note")]})
+		frappe.db.delete("Error Log", {"method": ["like", "flow_engine: % webhook of %"]})
+		frappe.db.commit()
+		super().tearDown()
+
+	def flow(self, name, **payload):
+		return make_flow(
+			name,
+			[
+				{
+					"id": "job",
+					"kind": "dispatch_job",
+					"payload": {"subject": HOOKED + " {{input.site}}", **payload},
+				}
+			],
+			doctype=None,
+		).name
+
+	def start(self, template, site="A"):
+		name = runs.start_run(template, input={"site": site})
+		frappe.db.commit()  # the open webhook goes out after commit (inline here, in a worker live)
+		record = run_of(template, name=name)
+		self.assertEqual(record.status, "completed", record.error)
+		return record.states["job"]["result"]
+
+	def test_settings_choose_the_doctype_and_the_field_mapping(self):
+		template = self.flow("settings job", job_type="Repair", priority="low", duration_h=2)
+		default = self.start(template)
+		self.assertEqual(default["doctype"], self.doctype)  # no settings: Task (ERPNext), else ToDo
+
+		settings = frappe.get_single("Flow Dispatch Settings")
+		settings.update({"job_doctype": "Note", "subject_field": "no_such_field"})
+		with self.assertRaises(frappe.ValidationError) as refused:
+			settings.save(ignore_permissions=True)
+		self.assertIn("Note has no field 'no_such_field'", str(refused.exception))
+		settings = frappe.get_single("Flow Dispatch Settings")
+		settings.update({"job_doctype": "Note", "subject_field": "title"})
+		settings.save(ignore_permissions=True)
+		frappe.db.commit()
+
+		job = self.start(template, site="B")
+		self.assertEqual(job["doctype"], "Note")
+		# no field for job_type, duration_h: they go into the subject text
+		self.assertEqual(frappe.db.get_value("Note", job["name"], "title"), f"{HOOKED} B — Repair (2 h)")
+
+	def test_open_webhook_once_on_creation_close_webhook_once_on_completion(self):
+		with Receiver([]) as hooks:
+			template = self.flow(
+				"hooked job",
+				merge_key="hooked-{{input.site}}",
+				on_open_webhook=hooks.url + "?open",
+				on_close_webhook=hooks.url + "?close",
+			)
+			job = self.start(template)
+			self.assertEqual([request["path"] for request in hooks.requests], ["/hook?open"])
+			opened = hooks.requests[0]
+			self.assertEqual(
+				json.loads(opened["body"]),
+				{
+					"event": "opened",
+					"doctype": self.doctype,
+					"name": job["name"],
+					"key": "hooked-A",
+					"flow_run": frappe.db.get_value("Flow Job Key", {"job_name": job["name"]}, "flow_run"),
+				},
+			)
+			self.assertTrue(opened["headers"].get("Idempotency-Key"))
+
+			merged = self.start(template)  # the same key: merged into the open job, not opened again
+			self.assertEqual((merged["name"], merged["merged"]), (job["name"], True))
+			self.assertEqual(len(hooks.requests), 1)
+
+			doc = frappe.get_doc(self.doctype, job["name"])
+			doc.priority = "High"  # another save: no call
+			doc.save(ignore_permissions=True)
+			frappe.db.commit()
+			self.assertEqual(len(hooks.requests), 1)
+
+			doc.reload()
+			doc.status = self.done
+			doc.save(ignore_permissions=True)
+			frappe.db.commit()
+			self.assertEqual([request["path"] for request in hooks.requests], ["/hook?open", "/hook?close"])
+			closed = hooks.requests[1]
+			self.assertEqual(json.loads(closed["body"])["event"], "completed")
+			self.assertNotEqual(closed["headers"]["Idempotency-Key"], opened["headers"]["Idempotency-Key"])
+
+			doc.reload()
+			doc.priority = "Low"  # saved again once completed: no second close call
+			doc.save(ignore_permissions=True)
+			frappe.db.commit()
+			self.assertEqual(len(hooks.requests), 2)
+
+	def test_a_refused_webhook_is_logged_and_the_job_still_made(self):
+		frappe.conf.pop("flow_engine_outbound_allow", None)  # 127.0.0.1 is internal: refused
+		with Receiver([]) as hooks:
+			job = self.start(self.flow("refused hook", on_open_webhook=hooks.url))
+			self.assertEqual(hooks.requests, [])
+		self.assertTrue(frappe.db.exists(self.doctype, job["name"]))
+		logged = frappe.get_all(
+			"Error Log", filters={"method": f"flow_engine: open webhook of {self.doctype} {job['name']}"}
+		)
+		self.assertEqual(len(logged), 1)

@@ -483,19 +483,3 @@ class TestDesignVocabularyWithERPNext(FlowTestCase):
 		self.assertEqual(len(gateway.requests), 1)
 		query = gateway.requests[0]["path"]
 		self.assertIn("text=Welcome+Ada+%5Bflowtest%5D+%26+thanks", query)
-
-	def test_dispatch_job_options_nothing_can_honour_yet_are_refused(self):
-		with self.assertRaises(templates.FlowValidationError) as refused:
-			make_flow(
-				"design merge",
-				[
-					{
-						"id": "job",
-						"kind": "dispatch_job",
-						"payload": {"subject": "S", "on_close_webhook": "https://x.example/done"},
-					}
-				],
-				doctype="Customer",
-			)
-		self.assertIn("Step 'job' → payload.on_close_webhook", str(refused.exception))
-		self.assertIn("not supported yet", str(refused.exception))
