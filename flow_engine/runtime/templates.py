@@ -24,7 +24,7 @@ class FlowValidationError(frappe.ValidationError):
 	pass
 
 
-# the design's dispatch_job becomes a Task with ERPNext, a ToDo without: the vocabulary asks the site
+# the vocabulary asks the site which apps it has (a design payload may name an app's doctype)
 vocabulary.configure(installed_apps=frappe.get_installed_apps)
 
 

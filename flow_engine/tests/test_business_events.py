@@ -225,6 +225,65 @@ class TestBusinessEvents(FlowTestCase):
 		entry.cancel()
 		frappe.db.commit()
 
+	def test_the_payment_received_example_flow_runs_end_to_end(self):
+		"""The design's example, as shipped (its own vocabulary), activated and run on a real payment."""
+		seed_templates()
+		flow = frappe.get_doc("Flow Template", "Payment Received")
+		flow.is_active = 1
+		flow.save()  # activated by Administrator: it runs as Administrator
+		frappe.db.set_value("Customer", self.customer, "email_id", "ada.flowtest@example.com")
+		frappe.conf.mail_server = frappe.conf.get("mail_server") or "localhost"  # emails are only queued
+		frappe.db.commit()
+		company = frappe.get_cached_doc("Company", self.company)
+		entry = None
+		try:
+			entry = frappe.get_doc(
+				{
+					"doctype": "Payment Entry",
+					"payment_type": "Receive",
+					"company": self.company,
+					"posting_date": nowdate(),
+					"party_type": "Customer",
+					"party": self.customer,
+					"paid_from": company.default_receivable_account,
+					"paid_to": company.default_cash_account,
+					"paid_amount": 1500,
+					"received_amount": 1500,
+					"source_exchange_rate": 1,
+					"target_exchange_rate": 1,
+					"reference_no": "pi_example",
+					"reference_date": nowdate(),
+				}
+			).insert(ignore_permissions=True)
+			entry.submit()
+			frappe.db.commit()
+			record = run_of("Payment Received", reference_name=entry.name)
+			self.assertIsNotNone(record, "the business event started the example flow")
+			self.assertEqual(record.status, "completed", record.error)
+			self.assertEqual(record.states["large"]["result"]["branch"], "yes")
+			mail = frappe.get_all(
+				"Email Queue",
+				filters={"reference_doctype": "Payment Entry", "reference_name": entry.name},
+				fields=["message"],
+			)
+			self.assertEqual(len(mail), 1, "the customer is thanked once")
+			self.assertIn("we received your payment of 1500", mail[0].message)
+			self.assertTrue(
+				frappe.db.exists(
+					"Notification Log",
+					{"document_name": entry.name, "subject": ["like", "Large payment from%"]},
+				),
+				"the payment's author is told of a large payment",
+			)
+		finally:
+			frappe.conf.pop("mail_server", None) if frappe.conf.get("mail_server") == "localhost" else None
+			frappe.db.rollback()
+			frappe.db.set_value("Flow Template", "Payment Received", "is_active", 0)
+			if entry is not None and frappe.db.get_value("Payment Entry", entry.name, "docstatus") == 1:
+				frappe.get_doc("Payment Entry", entry.name).cancel()
+			frappe.db.commit()
+			triggers.clear_trigger_map()
+
 	def test_subscription_active(self):
 		template = listen("on_subscription_active", "Subscription", ["subscription", "plan"])
 		plan = "_Test Flow BE Plan"
