@@ -159,32 +159,6 @@ def job_waiting(job_id: str) -> bool:
 		return False  # Redis unreachable: treat the job as lost; re-dispatching is safe
 
 
-def advance_job_id(owner: str) -> str:
-	return f"flow_engine_advance:{owner}"
-
-
-def jobs_waiting(owners: set[str]) -> set[str]:
-	"""The lease owners whose advance job is still queued (one round trip to Redis): a pool-owned run
-	waits for any queued pool job; other owners name their own job."""
-	if not owners:
-		return set()
-	waiting = {POOL} if POOL in owners and pool_jobs_queued() > 0 else set()
-	owners = owners - {POOL}
-	if not owners:
-		return waiting
-	from frappe.utils.background_jobs import create_job_id, get_redis_conn
-	from rq.job import Job
-
-	owners = sorted(owners)
-	try:
-		found = Job.fetch_many(
-			[create_job_id(advance_job_id(owner)) for owner in owners], connection=get_redis_conn()
-		)
-		return waiting | {owner for owner, job in zip(owners, found, strict=True) if waits(job)}
-	except Exception:
-		return waiting  # Redis unreachable: treat the jobs as lost; re-dispatching is safe
-
-
 @contextlib.contextmanager
 def acting_as(user: str | None):
 	"""Run steps with the flow's `run_as` user's permissions, then restore the caller."""

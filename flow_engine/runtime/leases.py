@@ -29,7 +29,6 @@ CALL_MARGIN_SECONDS = 30  # an external call's lease: its capped timeout plus th
 MAX_INFRA_FAILURES = 5
 RECOVER_BATCH = 200
 RECOVER_EVERY_SECONDS = 3  # jobs and timers look for lost runs at most this often (one sweeper a site)
-QUEUED_EXTENSION_SECONDS = 60  # a run whose job still waits in a busy queue is looked at again after this
 TAKEN = "taken:"
 
 
@@ -45,15 +44,6 @@ def grant(record: store.RunRecord) -> None:
 	"""Have the run advanced after commit, leased to the job that will do it (saved by `save_run`)."""
 	record.lease_owner = jobs.schedule_advance(record.name)
 	record.lease_until = until()
-
-
-def grant_by_name(run: str, now: datetime.datetime | None = None) -> str:
-	"""`grant` for a run that is not loaded: one UPDATE in the current transaction."""
-	owner = jobs.schedule_advance(run)
-	frappe.db.sql(
-		"update `tabFlow Run` set lease_until=%s, lease_owner=%s where name=%s", (until(now=now), owner, run)
-	)
-	return owner
 
 
 def settle(record: store.RunRecord) -> None:
@@ -104,17 +94,6 @@ def claim_pool(limit: int, owner: str) -> list[str]:
 	return runs
 
 
-def take(runs: list[str], owner: str) -> None:
-	"""A job starts on its runs: mark them taken by it and renew their leases (one statement)."""
-	if runs:
-		frappe.db.sql(
-			"""update `tabFlow Run` set lease_owner=%s, lease_until=%s
-			where name in %s and status='running' and lease_owner=%s""",
-			(TAKEN + owner, until(), tuple(runs), owner),
-		)
-		frappe.db.commit()
-
-
 def renew(runs: list[str], owner: str) -> None:
 	"""Heartbeat of a job on the runs it has not reached yet."""
 	if runs:
@@ -152,8 +131,8 @@ def expired_exist(now: datetime.datetime | None = None) -> bool:
 def recover(now: datetime.datetime | None = None, limit: int = RECOVER_BATCH) -> int:
 	"""Re-dispatch running runs whose lease lapsed; returns how many were handed to a new job.
 
-	A run whose job is still queued (a busy queue, not a lost job) only has its lease extended. A run
-	whose job had started on it counts one infrastructure failure (see `record_failure`).
+	A run still waiting for a pool job gets a fresh lease (a pool job is queued only when none waits);
+	a run a job had taken counts one infrastructure failure (see `record_failure`).
 	"""
 	now = now or clock.now()
 	read_committed()
@@ -165,23 +144,8 @@ def recover(now: datetime.datetime | None = None, limit: int = RECOVER_BATCH) ->
 		as_dict=True,
 	)
 	recovered = 0
-	queued_owners = jobs.jobs_waiting(
-		{
-			row.lease_owner
-			for row in rows
-			if ":" in (row.lease_owner or "") and not row.lease_owner.startswith(TAKEN)
-		}
-	)
-	extend = [row.name for row in rows if row.lease_owner in queued_owners]
-	if extend:  # their jobs still wait in a busy queue: nothing was lost
-		frappe.db.sql(
-			"update `tabFlow Run` set lease_until=%s where name in %s",
-			(until(QUEUED_EXTENSION_SECONDS, now=now), tuple(extend)),
-		)
 	for row in rows:
 		owner = row.lease_owner or ""
-		if owner in queued_owners:
-			continue
 		failures = int(row.infra_failures or 0) + (1 if owner.startswith(TAKEN) else 0)
 		reason = (
 			f"{now:%Y-%m-%d %H:%M:%S}: its worker stopped while advancing it (lease of {owner} lapsed)"

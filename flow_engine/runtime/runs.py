@@ -183,18 +183,26 @@ def advance(run: str) -> str | None:
 	record = advance_once(run)
 	if record is not None and record.calls:
 		make_calls([record])
-		return frappe.db.get_value("Flow Run", run, "status")
-	return record.status if record else frappe.db.get_value("Flow Run", run, "status")
+	elif record is not None:
+		return record.status
+	return frappe.db.get_value("Flow Run", run, "status")
 
 
 def advance_once(run: str) -> RunRecord | None:
 	"""Lock the run and drive it until it stops moving (commits). Its begun calls are in `.calls`."""
+	record = _locked_moving(run)
+	return drive(record) if record is not None else None
+
+
+def _locked_moving(run: str) -> RunRecord | None:
+	"""`locked`, for work that only concerns a run still moving: None (and the lock let go) when the
+	run is gone or already ended."""
 	record = store.load_run(run, lock=True)
 	if record is None or record.is_terminal:
 		frappe.db.commit()
-		return record
+		return None
 	record.definition = templates.definition_for(record.template, record.template_version)
-	return drive(record)
+	return record
 
 
 def drive(record: RunRecord) -> RunRecord:
@@ -305,11 +313,9 @@ def _perform_here(record: RunRecord, call) -> None:
 
 
 def _finish_calls(run: str, calls: list) -> RunRecord | None:
-	record = store.load_run(run, lock=True)
-	if record is None or record.is_terminal:
-		frappe.db.commit()
+	record = _locked_moving(run)
+	if record is None:
 		return None
-	record.definition = templates.definition_for(record.template, record.template_version)
 	for call in calls:
 		if record.definition.has_step(call.step_id):
 			steps.finish_call(record, record.definition.step(call.step_id), call)
@@ -352,14 +358,9 @@ def advance_pool(pool_id: str | None = None) -> None:
 	after_job()
 
 
-def advance_many(runs: list[str], owner: str | None = None) -> None:
+def advance_many(runs: list[str]) -> None:
 	"""Worker job for a given list of runs (jobs queued by earlier versions; tests)."""
-	if owner:
-		try:
-			resilience.retrying(leases.take, runs, owner)
-		except Exception:
-			resilience.reset_connection()  # leases lapse and the runs are recovered; advancing goes on
-	advance_claimed(runs, owner)
+	advance_claimed(runs, None)
 	after_job()
 
 

@@ -196,10 +196,10 @@ class TestBusinessEvents(FlowTestCase):
 		quotation.cancel()
 		frappe.db.commit()
 
-	def test_payment_received(self):
-		template = listen("on_payment_received", "Payment Entry", ["amount", "payment_intent"])
+	def draft_payment(self, amount: float, reference: str):
+		"""A customer's payment received, inserted as a draft."""
 		company = frappe.get_cached_doc("Company", self.company)
-		entry = frappe.get_doc(
+		return frappe.get_doc(
 			{
 				"doctype": "Payment Entry",
 				"payment_type": "Receive",
@@ -209,14 +209,18 @@ class TestBusinessEvents(FlowTestCase):
 				"party": self.customer,
 				"paid_from": company.default_receivable_account,
 				"paid_to": company.default_cash_account,
-				"paid_amount": 120.5,
-				"received_amount": 120.5,
+				"paid_amount": amount,
+				"received_amount": amount,
 				"source_exchange_rate": 1,
 				"target_exchange_rate": 1,
-				"reference_no": "pi_123",
+				"reference_no": reference,
 				"reference_date": nowdate(),
 			}
 		).insert(ignore_permissions=True)
+
+	def test_payment_received(self):
+		template = listen("on_payment_received", "Payment Entry", ["amount", "payment_intent"])
+		entry = self.draft_payment(120.5, "pi_123")
 		frappe.db.commit()
 		self.assertEqual(runs_of(template), [], "a draft is not a payment")
 		entry.submit()
@@ -234,27 +238,9 @@ class TestBusinessEvents(FlowTestCase):
 		frappe.db.set_value("Customer", self.customer, "email_id", "ada.flowtest@example.com")
 		frappe.conf.mail_server = frappe.conf.get("mail_server") or "localhost"  # emails are only queued
 		frappe.db.commit()
-		company = frappe.get_cached_doc("Company", self.company)
 		entry = None
 		try:
-			entry = frappe.get_doc(
-				{
-					"doctype": "Payment Entry",
-					"payment_type": "Receive",
-					"company": self.company,
-					"posting_date": nowdate(),
-					"party_type": "Customer",
-					"party": self.customer,
-					"paid_from": company.default_receivable_account,
-					"paid_to": company.default_cash_account,
-					"paid_amount": 1500,
-					"received_amount": 1500,
-					"source_exchange_rate": 1,
-					"target_exchange_rate": 1,
-					"reference_no": "pi_example",
-					"reference_date": nowdate(),
-				}
-			).insert(ignore_permissions=True)
+			entry = self.draft_payment(1500, "pi_example")
 			entry.submit()
 			frappe.db.commit()
 			record = run_of("Payment Received", reference_name=entry.name)
