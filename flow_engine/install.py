@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -55,40 +56,73 @@ def ensure_role() -> None:
 
 
 def seed_templates() -> list[str]:
-	"""Create the shipped flows that are missing (inactive, is_system); never overwrite a site's edits."""
+	"""Create the shipped flows that are missing (inactive, is_system), and bring the ones a site has
+	not edited up to date with the app's seeds; never overwrite a site's edits."""
 	apps = set(frappe.get_installed_apps())
-	created = []
+	changed = []
 	frappe.flags.flow_engine_seeding = True
 	try:
 		for path in sorted(SEEDS.glob("*.json")):
 			data = json.loads(path.read_text())
 			if data.get("requires_app") and data["requires_app"] not in apps:
 				continue
-			if frappe.db.exists("Flow Template", data["template_name"]):
-				continue
-			doc = frappe.get_doc(
-				{
-					"doctype": "Flow Template",
-					"template_name": data["template_name"],
-					"category": data.get("category"),
-					"description": data.get("description"),
-					"icon": data.get("icon"),
-					"is_system": 1,
-					"is_active": 0,
-					# a seed may use the design's template fields (the controller maps them)
-					**_trigger_fields(data),
-					"flow_definition": _text(data.get("definition", data.get("flow_definition"))),
-					"payload_schema": json.dumps(data["payload_schema"])
-					if data.get("payload_schema")
-					else None,
-					"tags": data.get("tags"),
-				}
-			)
-			doc.insert(ignore_permissions=True)
-			created.append(doc.name)
+			fields = {
+				"category": data.get("category"),
+				"description": data.get("description"),
+				"icon": data.get("icon"),
+				# a seed may use the design's template fields (the controller maps them)
+				**_trigger_fields(data),
+				"flow_definition": _text(data.get("definition", data.get("flow_definition"))),
+				"payload_schema": json.dumps(data["payload_schema"]) if data.get("payload_schema") else None,
+				"tags": data.get("tags"),
+			}
+			name = data["template_name"]
+			if not frappe.db.exists("Flow Template", name):
+				doc = frappe.get_doc(
+					{
+						"doctype": "Flow Template",
+						"template_name": name,
+						"is_system": 1,
+						"is_active": 0,
+						**fields,
+					}
+				)
+				doc.insert(ignore_permissions=True)
+			else:
+				doc = frappe.get_doc("Flow Template", name)
+				if not doc.is_system or not _unedited(doc):
+					continue
+				before = seed_digest(doc)
+				doc.update(fields)
+				doc.save(ignore_permissions=True)
+				if seed_digest(doc) == before:
+					if not doc.seed_digest:  # seeded before digests were kept: tracked from now on
+						doc.db_set("seed_digest", before, update_modified=False)
+					continue
+			doc.db_set("seed_digest", seed_digest(doc), update_modified=False)
+			changed.append(doc.name)
 	finally:
 		frappe.flags.flow_engine_seeding = False
-	return created
+	return changed
+
+
+def seed_digest(doc) -> str:
+	"""What a seeded flow looks like to an operator: its definition, trigger and description."""
+	from flow_engine.engine import definition
+
+	text = definition.fingerprint(
+		{
+			"definition": json.loads(doc.flow_definition or "{}"),
+			**{key: doc.get(key) for key in (*TRIGGER_FIELDS[1:], "trigger_condition", "description")},
+		}
+	)
+	return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _unedited(doc) -> bool:
+	if doc.seed_digest:
+		return doc.seed_digest == seed_digest(doc)
+	return int(doc.version or 0) <= 1  # seeded before digests were kept: unchanged since its version 1
 
 
 TRIGGER_FIELDS = ("applies_to", "trigger_doctype", "trigger_event", "trigger_field", "custom_event")

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 NOW = "@now"  # a variable holding the moment the event is raised
+# the most recent Subscription of the document's party (a Contract names no subscription in ERPNext;
+# the design's contracts are signed for the customer's subscription)
+PARTY_SUBSCRIPTION = "@party_subscription"
+LOOKUPS = (PARTY_SUBSCRIPTION,)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ EVENTS: tuple[BusinessEvent, ...] = (
 			"signed_at": "signed_on",
 			"start_date": "start_date",
 			"end_date": "end_date",
+			"subscription": PARTY_SUBSCRIPTION,
 		},
 	),
 	BusinessEvent(
@@ -202,11 +207,22 @@ def is_raised(event: BusinessEvent, get: Callable[[str], Any], before: Callable[
 	return before is None or not any(_same(before(event.field), value) for value in event.to)
 
 
-def variables(event: BusinessEvent, get: Callable[[str], Any], now: str) -> dict:
-	"""The variables `event` carries: `get(path)` reads a document path (`plans.0.plan`)."""
+def variables(
+	event: BusinessEvent,
+	get: Callable[[str], Any],
+	now: str,
+	lookup: Callable[[str], Any] | None = None,
+) -> dict:
+	"""The variables `event` carries: `get(path)` reads a document path (`plans.0.plan`), `lookup(marker)`
+	finds what a marker of `LOOKUPS` names (None without one)."""
 	out = {}
 	for name, path in event.variables.items():
-		value = now if path == NOW else get(path)
+		if path == NOW:
+			value = now
+		elif path in LOOKUPS:
+			value = lookup(path) if lookup else None
+		else:
+			value = get(path)
 		if name == "signed_at" and value in (None, ""):
 			value = now  # signed without a date: now
 		out[name] = value

@@ -42,7 +42,9 @@ def raise_events(doc, method: str, names: Iterable[str]) -> list[str]:
 			before = doc.get_doc_before_save()  # None for a document just inserted
 			if not business_events.is_raised(event, doc.get, before.get if before is not None else None):
 				continue
-			payload = business_events.variables(event, lambda path: _read(doc, path), str(clock.now()))
+			payload = business_events.variables(
+				event, lambda path: _read(doc, path), str(clock.now()), lambda marker: _lookup(doc, marker)
+			)
 			started += dispatch_event(name, doc=doc, payload=payload)
 		except Exception:
 			frappe.log_error(title=f"flow_engine: business event '{name}' failed on {doc.doctype} {doc.name}")
@@ -62,3 +64,14 @@ def _read(doc, path: str) -> Any:
 	if value is not None and not isinstance(value, str | int | float | bool):
 		value = str(value)
 	return value
+
+
+def _lookup(doc, marker: str) -> Any:
+	if marker == business_events.PARTY_SUBSCRIPTION:
+		party_type, party = doc.get("party_type"), doc.get("party_name") or doc.get("party")
+		if not party or not frappe.db.table_exists("Subscription"):
+			return None
+		return frappe.db.get_value(
+			"Subscription", {"party_type": party_type, "party": party}, "name", order_by="creation desc"
+		)
+	return None

@@ -95,6 +95,8 @@ def on_validate(doc) -> None:
 			fields = {k: v for k, v in _trigger_from_fields(doc).items() if (k, v) != ("event", "manual")}
 			set_fields_from_trigger(doc, vocabulary.merge_triggers(fields, definition_trigger))
 	elif not any(doc.has_value_changed(field) for field in TRIGGER_FIELDS) and definition_trigger:
+		if doc.get("applies_to") and not definition_trigger.get("doctype"):
+			definition_trigger["doctype"] = doc.get("applies_to")  # the design's form names it there
 		set_fields_from_trigger(doc, definition_trigger)
 	# keys of the definition's own trigger that the form's fields cannot hold are reported, not dropped
 	issues = [

@@ -1,5 +1,6 @@
 """The design's business events raised from real ERPNext documents, and its example flows (seeds)."""
 
+import datetime
 import json
 import unittest
 
@@ -270,8 +271,199 @@ class TestBusinessEvents(FlowTestCase):
 			frappe.db.commit()
 			triggers.clear_trigger_map()
 
-	def test_subscription_active(self):
-		template = listen("on_subscription_active", "Subscription", ["subscription", "plan"])
+	def activate_example(self, name: str):
+		"""Activate a shipped example flow (as Administrator: it runs as Administrator)."""
+		seed_templates()
+		flow = frappe.get_doc("Flow Template", name)
+		flow.is_active = 1
+		flow.save()
+		frappe.conf.mail_server = frappe.conf.get("mail_server") or "localhost"  # emails are only queued
+		frappe.db.commit()
+
+	def deactivate_example(self, name: str):
+		if frappe.conf.get("mail_server") == "localhost":
+			frappe.conf.pop("mail_server", None)
+		frappe.db.rollback()
+		frappe.db.set_value("Flow Template", name, "is_active", 0)
+		frappe.db.commit()
+		triggers.clear_trigger_map()
+
+	def emails_for(self, doctype: str, name: str) -> list[str]:
+		return frappe.get_all(
+			"Email Queue",
+			filters={"reference_doctype": doctype, "reference_name": name},
+			pluck="message",
+			order_by="creation asc",
+		)
+
+	def test_the_residential_onboarding_example_flow_runs_end_to_end(self):
+		"""Signing a contract for a (cancelled) subscription: the installation is dispatched to the
+		"Tech Targo" group, the customer gets the welcome SMS, the subscription is active again; the
+		survey goes 24 h later and the renewal reminder 335 days later (fired with a moved clock)."""
+		from flow_engine.runtime import scheduler
+		from flow_engine.runtime.clock import now as site_now
+		from flow_engine.tests.test_webhook import Receiver
+
+		made = []
+		if not frappe.db.exists("Task Type", "Installation"):
+			frappe.get_doc({"doctype": "Task Type"}).insert(ignore_permissions=True, set_name="Installation")
+			made.append(("Task Type", "Installation"))
+		if not frappe.db.exists("User Group", "Tech Targo"):
+			frappe.get_doc(
+				{"doctype": "User Group", "user_group_members": [{"user": "Administrator"}]}
+			).insert(ignore_permissions=True, set_name="Tech Targo")
+			made.append(("User Group", "Tech Targo"))
+		frappe.db.set_value(
+			"Customer",
+			self.customer,
+			{"mobile_no": "+15550100", "email_id": "ada.flowtest@example.com"},
+		)
+		started = frappe.utils.now_datetime()
+		subscription = self.make_subscription()
+		subscription.cancel_subscription()
+		self.assertEqual(frappe.db.get_value("Subscription", subscription.name, "status"), "Cancelled")
+		contract = frappe.get_doc(
+			{
+				"doctype": "Contract",
+				"party_type": "Customer",
+				"party_name": self.customer,
+				"contract_terms": f"Fibre 1 Gb {TAG}",
+				"start_date": nowdate(),
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.delete("Email Queue", {"reference_doctype": "Contract", "reference_name": contract.name})
+		settings = frappe.get_single("SMS Settings")
+		saved = {
+			key: settings.get(key) for key in ("sms_gateway_url", "message_parameter", "receiver_parameter")
+		}
+		self.activate_example("Residential Onboarding")
+		record = None
+		try:
+			with Receiver([200]) as gateway:
+				settings.update(
+					{"sms_gateway_url": gateway.url, "message_parameter": "text", "receiver_parameter": "to"}
+				)
+				settings.save(ignore_permissions=True)
+				frappe.db.commit()
+				contract.is_signed = 1
+				contract.signed_on = "2026-05-01 10:00:00"
+				contract.save(ignore_permissions=True)
+				frappe.db.commit()
+			record = run_of("Residential Onboarding", reference_name=contract.name)
+			self.assertIsNotNone(record, "signing the contract started the example flow")
+			self.assertEqual(record.customer, self.customer)
+			self.assertEqual(record.status, "waiting", record.error)  # the survey and the renewal wait
+			task = frappe.get_doc("Task", record.states["install"]["result"]["name"])
+			self.assertEqual(
+				(task.subject, task.type, task.priority, task.expected_time),
+				(f"Installation Ada {TAG}", "Installation", "Medium", 2),
+			)
+			self.assertIn("Administrator", json.loads(frappe.db.get_value("Task", task.name, "_assign")))
+			self.assertEqual(len(gateway.requests), 1, "one welcome SMS")
+			self.assertIn("to=%2B15550100", gateway.requests[0]["path"])
+			self.assertIn("Welcome+Ada", gateway.requests[0]["path"])
+			self.assertEqual(record.states["has_subscription"]["result"]["branch"], "yes")
+			self.assertEqual(frappe.db.get_value("Subscription", subscription.name, "status"), "Active")
+			self.assertEqual(self.emails_for("Contract", contract.name), [])
+
+			scheduler.drain_due(inline=True, now=site_now() + datetime.timedelta(hours=23))
+			self.assertEqual(self.emails_for("Contract", contract.name), [], "not before 24 h")
+			scheduler.drain_due(inline=True, now=site_now() + datetime.timedelta(hours=25))
+			frappe.db.commit()
+			mails = self.emails_for("Contract", contract.name)
+			self.assertEqual(len(mails), 1)
+			self.assertIn("How was your installation?", mails[0])
+			scheduler.drain_due(inline=True, now=site_now() + datetime.timedelta(days=336))
+			frappe.db.commit()
+			mails = self.emails_for("Contract", contract.name)
+			self.assertEqual(len(mails), 2)
+			self.assertIn("renews next month", mails[1])
+			self.assertIn("2026-05-01 10:00:00", mails[1])
+			record = run_of("Residential Onboarding", reference_name=contract.name)
+			self.assertEqual(record.status, "completed", record.error)
+			self.assertEqual(
+				frappe.db.count(
+					"Flow Run",
+					{
+						"template": "Residential Onboarding",
+						"reference_name": contract.name,
+						"creation": [">=", started],
+					},
+				),
+				1,
+				"signed once, started once",
+			)
+		finally:
+			for key, value in saved.items():
+				frappe.db.set_single_value("SMS Settings", key, value)
+			self.deactivate_example("Residential Onboarding")
+			if record and record.states.get("install", {}).get("result"):
+				frappe.delete_doc("Task", record.states["install"]["result"]["name"], force=True)
+			frappe.delete_doc("Contract", contract.name, force=True, ignore_permissions=True)
+			self.drop_subscription(subscription.name)
+			for doctype, name in made:
+				frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
+			frappe.db.commit()
+
+	def test_the_quotation_accepted_example_flow_runs_end_to_end(self):
+		"""A quotation turned into a sales order: three emails to its contact, at D+3, D+7 and D+14."""
+		from erpnext.selling.doctype.quotation.quotation import make_sales_order
+
+		from flow_engine.runtime import scheduler
+		from flow_engine.runtime.clock import now as site_now
+
+		self.activate_example("Quotation Accepted Follow-up")
+		quotation = order = None
+		try:
+			quotation = self.make_quotation()
+			quotation.db_set("contact_email", "ada.flowtest@example.com")
+			quotation.reload()
+			quotation.submit()
+			order = make_sales_order(quotation.name)
+			order.delivery_date = add_days(nowdate(), 7)
+			for row in order.items:
+				row.delivery_date = order.delivery_date
+			order.insert(ignore_permissions=True)
+			order.submit()
+			frappe.db.commit()
+			record = run_of("Quotation Accepted Follow-up", reference_name=quotation.name)
+			self.assertIsNotNone(record, "accepting the quotation started the example flow")
+			self.assertEqual((record.status, record.customer), ("waiting", self.customer), record.error)
+			self.assertEqual(self.emails_for("Quotation", quotation.name), [])
+			expected = ["Thank you for your order", "Your order is on its way", "How are we doing?"]
+			for sent, days in enumerate((3, 7, 14), start=1):
+				scheduler.drain_due(inline=True, now=site_now() + datetime.timedelta(days=days, hours=-1))
+				frappe.db.commit()
+				self.assertEqual(
+					len(self.emails_for("Quotation", quotation.name)), sent - 1, f"not before D+{days}"
+				)
+				scheduler.drain_due(inline=True, now=site_now() + datetime.timedelta(days=days, hours=1))
+				frappe.db.commit()
+				mails = self.emails_for("Quotation", quotation.name)
+				self.assertEqual(len(mails), sent, f"D+{days}")
+				self.assertIn(expected[sent - 1], mails[-1])
+				latest = frappe.get_all(
+					"Email Queue",
+					filters={"reference_name": quotation.name},
+					pluck="name",
+					order_by="creation desc",
+				)[0]
+				recipients = frappe.get_all(
+					"Email Queue Recipient", filters={"parent": latest}, pluck="recipient"
+				)
+				self.assertEqual(recipients, ["ada.flowtest@example.com"])
+			self.assertIn(quotation.name, mails[0])
+			record = run_of("Quotation Accepted Follow-up", reference_name=quotation.name)
+			self.assertEqual(record.status, "completed", record.error)
+		finally:
+			self.deactivate_example("Quotation Accepted Follow-up")
+			if order is not None and frappe.db.get_value("Sales Order", order.name, "docstatus") == 1:
+				frappe.get_doc("Sales Order", order.name).cancel()
+			if quotation is not None and frappe.db.get_value("Quotation", quotation.name, "docstatus") == 1:
+				frappe.get_doc("Quotation", quotation.name).cancel()
+			frappe.db.commit()
+
+	def make_subscription(self):
 		plan = "_Test Flow BE Plan"
 		if not frappe.db.exists("Subscription Plan", plan):
 			frappe.get_doc(
@@ -286,7 +478,7 @@ class TestBusinessEvents(FlowTestCase):
 					"billing_interval_count": 1,
 				}
 			).insert(ignore_permissions=True)
-		subscription = frappe.get_doc(
+		return frappe.get_doc(
 			{
 				"doctype": "Subscription",
 				"party_type": "Customer",
@@ -296,10 +488,25 @@ class TestBusinessEvents(FlowTestCase):
 				"plans": [{"plan": plan, "qty": 1}],
 			}
 		).insert(ignore_permissions=True)
+
+	def drop_subscription(self, name: str):
+		"""Delete a subscription and the invoices it made (deleting the newest name reverts its naming
+		series, and a next subscription under that name would inherit their outstanding amounts)."""
+		for invoice in frappe.get_all("Sales Invoice", filters={"subscription": name}, pluck="name"):
+			doc = frappe.get_doc("Sales Invoice", invoice)
+			if doc.docstatus == 1:
+				doc.cancel()
+			frappe.delete_doc("Sales Invoice", invoice, force=True, ignore_permissions=True)
+		frappe.delete_doc("Subscription", name, force=True, ignore_permissions=True)
+
+	def test_subscription_active(self):
+		template = listen("on_subscription_active", "Subscription", ["subscription", "plan"])
+		plan = "_Test Flow BE Plan"
+		subscription = self.make_subscription()
 		frappe.db.commit()
 		self.assertEqual(subscription.status, "Active")
 		self.assert_started(template, self.customer, {"subscription": subscription.name, "plan": plan})
-		frappe.delete_doc("Subscription", subscription.name, force=True, ignore_permissions=True)
+		self.drop_subscription(subscription.name)
 		frappe.db.commit()
 
 	def test_dispatch_completed_with_the_projects_customer(self):

@@ -31,6 +31,46 @@ class TestInstall(FlowTestCase):
 		frappe.db.set_value("Flow Template", "ToDo Follow-up", "is_active", 0)
 		frappe.db.commit()
 
+	def test_unedited_system_flows_follow_the_seeds_and_edited_ones_stay(self):
+		"""An app update that changes a seed reaches the sites that never edited that flow."""
+		import json
+
+		from flow_engine.install import SEEDS, seed_digest
+
+		seed_templates()
+		name = "ToDo Follow-up"
+		shipped = frappe.get_doc("Flow Template", name)
+		seeded_label = json.loads((SEEDS / "todo_follow_up.json").read_text())["definition"]["steps"][0][
+			"label"
+		]
+		older = json.loads(shipped.flow_definition)
+		older["steps"][0]["label"] = "As an older release shipped it"
+		try:
+			# as an older release left it: its own definition, with that definition's digest
+			frappe.db.set_value("Flow Template", name, "flow_definition", json.dumps(older))
+			frappe.db.set_value(
+				"Flow Template", name, "seed_digest", seed_digest(frappe.get_doc("Flow Template", name))
+			)
+			self.assertIn(name, seed_templates())
+			upgraded = frappe.get_doc("Flow Template", name)
+			self.assertEqual(json.loads(upgraded.flow_definition)["steps"][0]["label"], seeded_label)
+			self.assertEqual(upgraded.seed_digest, seed_digest(upgraded))
+			self.assertGreater(upgraded.version, shipped.version)
+			self.assertEqual(seed_templates(), [], "nothing left to upgrade")
+
+			edited = frappe.get_doc("Flow Template", name)
+			edited.description = "Ours now"
+			edited.save()  # an operator's edit
+			frappe.db.set_value("Flow Template", name, "flow_definition", json.dumps(older))
+			self.assertEqual(seed_templates(), [])
+			self.assertEqual(json.loads(frappe.db.get_value("Flow Template", name, "flow_definition")), older)
+		finally:
+			frappe.db.rollback()
+			frappe.db.set_value("Flow Template", name, "flow_definition", shipped.flow_definition)
+			frappe.db.set_value("Flow Template", name, "description", shipped.description)
+			frappe.db.set_value("Flow Template", name, "seed_digest", shipped.seed_digest)
+			frappe.db.commit()
+
 	def test_hooks_are_wired(self):
 		hooks = frappe.get_hooks("doc_events")["*"]
 		for event in (
