@@ -21,6 +21,7 @@ from flow_engine.runtime import (
 	identity,
 	jobs,
 	leases,
+	lifecycle,
 	realtime,
 	resilience,
 	steps,
@@ -411,9 +412,13 @@ def commit(record: RunRecord) -> None:
 
 
 def save(record: RunRecord) -> None:
-	"""Write the run row and its new attempts; Desk hears of it after commit."""
+	"""Write the run row and its new attempts; Desk hears of it after commit; a run that has just
+	ended is announced to `lifecycle` in the same transaction."""
 	store.save_run(record)
 	_publish(record)
+	if record.is_terminal and record.loaded_status not in store.TERMINAL:
+		lifecycle.run_ended(record)
+	record.loaded_status = record.status
 
 
 def over_limits(record: RunRecord) -> str | None:

@@ -78,6 +78,7 @@ class RunRecord:
 	published: dict = field(default_factory=dict)
 	unsaved_attempts: list = field(default_factory=list)  # written with the run row (save_run)
 	calls: list = field(default_factory=list)  # external calls begun, to make once committed (runs.py)
+	loaded_status: str | None = None  # the status stored when loaded: `lifecycle` tells a run just ended
 
 	@property
 	def is_terminal(self) -> bool:
@@ -108,6 +109,7 @@ def load_run(name: str, lock: bool = False) -> RunRecord | None:
 		template=row.template,
 		template_version=int(row.template_version or 0),
 		status=row.status,
+		loaded_status=row.status,
 		trigger_event=row.trigger_event,
 		reference_doctype=row.reference_doctype,
 		reference_name=row.reference_name,
