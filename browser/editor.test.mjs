@@ -127,6 +127,19 @@ async function wait_for_run(run, statuses, seconds = 45) {
 	throw new Error(`run ${run} is still '${status}' after ${seconds}s: no worker advanced it (expected ${statuses.join(" or ")})`);
 }
 
+/** Publish the editor's draft through its dialog; returns the dialog's change list. */
+async function publish_in_editor(note) {
+	await page.locator(".page-actions .btn-publish:visible").click();
+	const dialog = page.locator(".modal.show.flow-publish-dialog");
+	await dialog.waitFor();
+	const changes = await dialog.locator(".flow-diff").textContent();
+	if (note) await dialog.locator('[data-fieldname="note"] textarea').fill(note);
+	await dialog.locator(".modal-footer .btn-primary").click();
+	await page.waitForFunction(() => flow_engine.editor.store.publishing.has_draft === false);
+	await wait_idle();
+	return changes;
+}
+
 async function template() {
 	return call(page, "frappe.client.get", { doctype: "Flow Template", name: FLOW });
 }
@@ -222,11 +235,36 @@ step("build a 4-step flow with a condition and a delay from an empty template, u
 	assert.match(await trigger.locator('[data-role="cond-stored"]').textContent(), /"op": "contains"/);
 	assert.equal(await validity(), "Valid");
 
-	// save
+	// save: a draft — the published version (1, no steps) is what runs until Publish
 	await page.locator(".page-actions .primary-action:visible").click();
 	await page.waitForFunction(() => flow_engine.editor.store.dirty === false);
 	await wait_idle();
+	const draft = await template();
+	assert.equal(draft.has_draft, 1);
+	assert.equal(draft.version, 1);
+	assert.equal(draft.step_count, 0, "the published version is untouched");
+	assert.equal(JSON.parse(draft.draft_definition).steps.length, 4);
+	await page.waitForSelector(".page-actions .btn-publish:visible");
+	assert.match(await page.locator(".page-actions .btn-publish:visible").textContent(), /Publish/);
+
+	// publish: the dialog lists the changes, then version 2 is what runs
+	await page.locator(".page-actions .btn-publish:visible").click();
+	const publish = page.locator(".modal.show.flow-publish-dialog");
+	await publish.waitFor();
+	assert.equal(await publish.locator(".diff-added").count(), 4, "four steps added");
+	assert.match(await publish.locator(".flow-diff").textContent(), /comment_1/);
+	assert.match(await publish.locator(".diff-trigger").first().textContent(), /ToDo/);
+	await publish.locator('[data-fieldname="note"] textarea').fill("First version from the browser");
+	await shot(page, "publish-diff.png");
+	await publish.locator(".modal-footer .btn-primary").click();
+	await page.waitForFunction(() => flow_engine.editor.store.publishing.has_draft === false);
+	await wait_idle();
 	const saved = await template();
+	assert.equal(saved.has_draft, 0);
+	assert.equal(saved.version, 2);
+	const history = await call(page, "flow_engine.api.flow_versions", { template: FLOW });
+	assert.equal(history[0].note, "First version from the browser");
+	assert.match(history[0].changes, /\+ step comment_1/);
 	const def = JSON.parse(saved.flow_definition);
 	assert.equal(saved.step_count, 4);
 	assert.equal(saved.trigger_doctype, "ToDo");
@@ -298,12 +336,13 @@ step("an invalid edit is shown on the right node and refused on save", async () 
 	assert.equal(direct.saved, false);
 	assert.equal(direct.errors[0].step_id, "update_doc_1");
 
-	// undo brings the field back; the flow is valid again
+	// undo brings the field back; the flow is valid again (and saving it is no draft: it is what runs)
 	await page.locator('[data-action="undo"]').click();
 	await page.waitForFunction(() => !document.querySelector(".flow-node.has-error"));
 	assert.equal(await validity(), "Valid");
 	await page.locator(".page-actions .primary-action:visible").click();
 	await page.waitForFunction(() => flow_engine.editor.store.dirty === false);
+	assert.equal((await template()).has_draft, 0);
 	assert.deepEqual(page.errors, []);
 });
 
@@ -532,6 +571,8 @@ step("unsaved changes are guarded when leaving the editor", async () => {
 	assert.equal(await page.evaluate(() => flow_engine.editor.store.dirty), true);
 	await page.locator(".page-actions .primary-action:visible").click();
 	await page.waitForFunction(() => flow_engine.editor.store.dirty === false);
+	assert.equal((await template2()).has_draft, 1);
+	assert.match(await publish_in_editor(), /approve/);
 	assert.equal((await template2()).step_count, 4);
 
 	// another edit, then open another flow and discard: the other flow opens, nothing was saved
@@ -590,6 +631,7 @@ step("a failed run shows the error on its step; Retry runs it again", async () =
 	const name = `${FLOW} failing`;
 	await call(page, "flow_engine.desk.create_flow", { template_name: name });
 	const saved = await call(page, "flow_engine.desk.save_flow", {
+		publish: 1,
 		template: name,
 		definition: JSON.stringify({
 			version: 1,
@@ -629,6 +671,7 @@ step("the Flow Engine workspace shows run counts", async () => {
 	const parked = `${FLOW} parked`;
 	await call(page, "flow_engine.desk.create_flow", { template_name: parked });
 	const saved = await call(page, "flow_engine.desk.save_flow", {
+		publish: 1,
 		template: parked,
 		definition: JSON.stringify({
 			version: 1,
@@ -665,4 +708,100 @@ step("the Flow Engine workspace shows run counts", async () => {
 	for (const name of [parked, FLOW2]) {
 		await call(page, "frappe.client.delete", { doctype: "Flow Template", name }).catch(() => {});
 	}
+});
+
+step("the failure inbox: bulk retry of a group, then replay from the failed step with edited input", async () => {
+	const name = `${FLOW} inbox`;
+	await call(page, "flow_engine.desk.create_flow", { template_name: name });
+	const saved = await call(page, "flow_engine.desk.save_flow", {
+		publish: 1,
+		template: name,
+		definition: JSON.stringify({
+			version: 1,
+			trigger: { event: "manual" },
+			steps: [
+				{ id: "make", kind: "create_doc", payload: { doctype: "ToDo", fields: { description: `Inbox {{input.n}} ${TAG}` } } },
+				{
+					id: "close",
+					kind: "update_doc",
+					depends_on: ["make"],
+					payload: { doctype: "ToDo", name: "{{input.todo}}", fields: { status: "Closed" } },
+				},
+			],
+		}),
+	});
+	assert.equal(saved.saved, true, JSON.stringify(saved.errors));
+	const runs = [];
+	for (const n of [1, 2]) {
+		runs.push(await call(page, "flow_engine.api.start_run", { template: name, input: JSON.stringify({ n, todo: `missing-${n}` }) }));
+	}
+	for (const run of runs) await wait_for_run(run, ["failed"]);
+
+	await desk(page, "flow-inbox");
+	await page.waitForSelector(".flow-inbox");
+	await page.locator('.page-form [data-fieldname="template"] input').fill(name);
+	await page.locator('.page-form [data-fieldname="template"] input').press("Tab");
+	const flow = page.locator(`.inbox-flow[data-template="${name}"]`);
+	await flow.waitFor({ timeout: 20000 });
+	assert.equal(await flow.locator("tr[data-run]").count(), 2, "two failures, one group");
+	assert.equal(await flow.locator(".inbox-group").count(), 1);
+	await shot(page, "inbox.png");
+
+	// bulk retry: select the group, retry, confirm; each run is retried (and fails again: nothing was fixed)
+	await flow.locator(".select-group").check();
+	await page.locator(".page-actions .primary-action:visible").click();
+	await page.locator(".modal.show .btn-primary", { hasText: "Yes" }).click();
+	for (const run of runs) {
+		for (let i = 0; i < 60; i++) {
+			const attempts = await call(page, "frappe.client.get_count", { doctype: "Flow Step Attempt", filters: { run, step_id: "close" } });
+			if (attempts === 2) break;
+			await sleep(500);
+		}
+		await wait_for_run(run, ["failed"]);
+		const notes = await call(page, "frappe.client.get_list", {
+			doctype: "Comment",
+			filters: { reference_doctype: "Flow Run", reference_name: run, comment_type: "Info" },
+			fields: ["content"],
+		});
+		assert.ok(notes.some((c) => /Retried by Administrator/.test(c.content)), `retry recorded on ${run}`);
+		assert.equal(
+			await call(page, "frappe.client.get_count", { doctype: "Flow Step Attempt", filters: { run, step_id: "close" } }),
+			2,
+			`${run} was retried once`
+		);
+	}
+
+	// replay the first run from its failed step, with the ToDo to close edited in
+	const target = await call(page, "frappe.client.insert", { doc: { doctype: "ToDo", description: `Replay target ${TAG}` } });
+	await desk(page, "flow-inbox");
+	await page.waitForSelector(".flow-inbox");
+	await page.locator('.page-form [data-fieldname="template"] input').fill(name);
+	await page.locator('.page-form [data-fieldname="template"] input').press("Tab");
+	const row = page.locator(`tr[data-run="${runs[0]}"]`);
+	await row.waitFor({ timeout: 20000 });
+	await row.locator(".replay-step").click();
+	const dialog = page.locator(".modal.show.flow-replay-dialog");
+	await dialog.waitFor();
+	await page.waitForFunction(() => window.cur_dialog && cur_dialog.fields_dict.payload);
+	const start = JSON.parse(await page.evaluate(() => cur_dialog.get_value("payload")));
+	assert.equal(start.name, "missing-1", "the dialog starts from the failed attempt's input");
+	await page.evaluate((todo) => {
+		const payload = JSON.parse(cur_dialog.get_value("payload"));
+		payload.name = todo;
+		cur_dialog.set_value("payload", JSON.stringify(payload, null, 2));
+	}, target.name);
+	await sleep(300);
+	await shot(page, "inbox-replay.png");
+	await dialog.locator(".modal-footer .btn-primary").click();
+	await wait_for_run(runs[0], ["completed"]);
+	assert.equal((await call(page, "frappe.client.get", { doctype: "ToDo", name: target.name })).status, "Closed");
+	const notes = await call(page, "frappe.client.get_list", {
+		doctype: "Comment",
+		filters: { reference_doctype: "Flow Run", reference_name: runs[0], comment_type: "Info" },
+		fields: ["content"],
+	});
+	assert.ok(notes.some((c) => /Replayed from step 'close' by Administrator with edited input/.test(c.content)));
+	for (const run of runs) await call(page, "flow_engine.api.cancel_runs", { runs: JSON.stringify([run]) }).catch(() => {});
+	await call(page, "frappe.client.delete", { doctype: "Flow Template", name }).catch(() => {});
+	assert.deepEqual(page.errors, []);
 });

@@ -207,6 +207,61 @@ def list_schedules(context, template=None, status=None):
 				click.echo(f"    {row.last_error[:200]}")
 
 
+@flow.command("publish", help="Publish the draft of flow TEMPLATE as its next version")
+@click.argument("template")
+@click.option("--note", help="What changed and why (kept in the version history)")
+@pass_context
+def publish(context, template, note=None):
+	from flow_engine.runtime import publishing
+
+	with _site(context):
+		if not frappe.db.exists("Flow Template", template):
+			click.secho(f"No Flow Template named '{template}'", fg="red")
+			sys.exit(2)
+		doc = frappe.get_doc("Flow Template", template)
+		if not doc.has_draft:
+			click.secho(f"'{template}' has no unpublished changes (version {doc.version} is published)")
+			sys.exit(1)
+		click.echo(publishing.compare(template, "published", "draft")["summary"])
+		result = publishing.publish(template, note=note)
+		frappe.db.commit()
+		click.secho(f"'{template}': version {result['version']} published", fg="green")
+
+
+@flow.command("versions", help="Version history of flow TEMPLATE, or the changes between two versions")
+@click.argument("template")
+@click.option("--diff", "between", nargs=2, help="Two versions to compare (numbers, 'published', 'draft')")
+@pass_context
+def list_versions(context, template, between=None):
+	from flow_engine.runtime import publishing
+
+	with _site(context):
+		if between:
+			click.echo(publishing.compare(template, between[0], between[1])["summary"])
+			return
+		for row in publishing.history(template):
+			click.echo(
+				f"v{row.version}  {row.published_on or ''}  {row.published_by or ''}  {row.note or ''}"
+			)
+			for line in (row.changes or "").splitlines():
+				click.echo(f"    {line}")
+
+
+@flow.command("rollback", help="Publish version VERSION of flow TEMPLATE again, as its next version")
+@click.argument("template")
+@click.argument("version", type=int)
+@pass_context
+def rollback(context, template, version):
+	from flow_engine.runtime import publishing
+
+	with _site(context):
+		result = publishing.rollback(template, version)
+		frappe.db.commit()
+		click.secho(
+			f"'{template}': version {version} published again as version {result['version']}", fg="green"
+		)
+
+
 commands = [flow]
 
 

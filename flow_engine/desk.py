@@ -16,7 +16,7 @@ from flow_engine.api.permissions import json_arg, require_flow_manager
 from flow_engine.engine import business_events, vocabulary
 from flow_engine.engine import definition as definition_language
 from flow_engine.engine.errors import DefinitionError
-from flow_engine.runtime import identity, store, templates
+from flow_engine.runtime import identity, publishing, store, templates, trigger_fields
 
 TEMPLATE_FIELDS = (
 	"name",
@@ -50,13 +50,14 @@ def editor_data(template: str) -> dict:
 	frappe.has_permission("Flow Template", "read", doc=template, throw=True)
 	doc = frappe.get_doc("Flow Template", template)
 	try:
-		definition = definition_language.load(doc.flow_definition or "")
+		definition = publishing.working_definition(doc)  # the draft when there is one
 	except DefinitionError:
 		definition = {}
 	definition = definition if isinstance(definition, dict) else {}
 	definition.setdefault("version", 1)
 	definition.setdefault("steps", [])
-	definition["trigger"] = templates._trigger_from_fields(doc)
+	if not doc.has_draft:
+		definition["trigger"] = trigger_fields.from_fields(doc)
 	from flow_engine.kinds.registry import installed_kinds
 
 	return {
@@ -65,6 +66,7 @@ def editor_data(template: str) -> dict:
 			"can_set_run_as": identity.is_system_manager(),  # others see Run As read-only
 		},
 		"definition": definition,
+		"publishing": publishing_state(doc),
 		"layout": store.loads(doc.editor_layout, {}) or {},
 		"kinds": installed_kinds(),
 		"trigger_events": ["manual", *definition_language.DOC_EVENTS, "custom"],
@@ -82,8 +84,12 @@ def save_flow(
 	layout: dict | str | None = None,
 	is_active: int | str | None = None,
 	run_as: str | None = None,
+	publish: int | str | None = None,
+	note: str | None = None,
 ) -> dict:
-	"""Save definition, trigger (from `definition.trigger`) and node positions of a template.
+	"""Save definition, trigger (from `definition.trigger`) and node positions of a template: the
+	definition and trigger as the flow's draft (runs keep the published version), published at once
+	with `publish` (and `note`).
 
 	An invalid definition is not saved: `{saved: false, errors: [...]}` with every error's step and
 	field, so the editor can show them on the nodes at fault. The document's own validation (the same
@@ -102,7 +108,7 @@ def save_flow(
 	if issues:
 		return {"saved": False, "errors": [issue.as_dict() for issue in issues]}
 	doc = frappe.get_doc("Flow Template", template)
-	templates.set_fields_from_trigger(doc, trigger)
+	trigger_fields.set_fields(doc, trigger)
 	doc.flow_definition = definition_language.dumps(raw)
 	if is_active not in (None, ""):
 		doc.is_active = 1 if frappe.utils.cint(is_active) else 0
@@ -117,14 +123,28 @@ def save_flow(
 	except identity.StepNotPermitted:
 		frappe.clear_last_message()  # the editor shows the errors on the steps at fault
 		return {"saved": False, "errors": [issue.as_dict() for issue in doc.flags.run_as_issues or []]}
+	if frappe.utils.cint(publish) and doc.has_draft:
+		publishing.publish(doc.name, note=note)
+		doc = frappe.get_doc("Flow Template", doc.name)
 	return {
 		"saved": True,
 		"errors": [],
-		"definition": definition_language.load(doc.flow_definition),
+		"definition": publishing.working_definition(doc),
+		"publishing": publishing_state(doc),
 		"run_as": doc.run_as,
 		"version": doc.version,
 		"step_count": doc.step_count,
 		"modified": str(doc.modified),
+	}
+
+
+def publishing_state(doc) -> dict:
+	"""What the editor shows beside Publish: the published version and whether a draft waits."""
+	return {
+		"version": doc.version,
+		"has_draft": bool(doc.has_draft),
+		"draft_modified_by": doc.draft_modified_by,
+		"draft_modified_on": str(doc.draft_modified_on) if doc.draft_modified_on else None,
 	}
 
 

@@ -7,6 +7,8 @@ app_license = "MIT"
 
 # Desk: the "Flows" menu on every form (the Flow Editor page loads its own bundle on demand)
 app_include_js = ["flows_menu.bundle.js"]
+# the Flow Template form's run counts and last failures (flow_template.js stays the form's own)
+doctype_js = {"Flow Template": "public/js/flow_template_insight.js"}
 
 # Install
 before_install = "flow_engine.install.before_install"
@@ -38,6 +40,8 @@ scheduler_events = {
 	"cron": {
 		"* * * * *": ["flow_engine.runtime.scheduler.tick"],
 	},
+	# retention: delete old runs and clear old step data in small batches (Flow Engine Settings)
+	"daily_long": ["flow_engine.runtime.retention.run"],
 }
 
 # Kinds other apps register (see flow_engine/kinds/registry.py); flow_engine's own are built in.

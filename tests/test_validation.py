@@ -131,6 +131,24 @@ def test_retry_and_timeout():
 	assert ("s3", "timeout", "invalid") in result
 
 
+@pytest.mark.parametrize(
+	"timeout", [0, -1, "0", True, False, "soon", "nan", "inf", float("inf"), [5], {"s": 5}]
+)
+def test_timeout_must_be_a_positive_finite_number_and_the_error_names_the_step(timeout):
+	issues = validate(flow(todo("s1"), step("slow", label="Wait a bit", timeout=timeout)))
+	assert [(issue.step_id, issue.field) for issue in issues] == [("slow", "timeout")]
+	text = str(issues[0])
+	assert text.startswith("Step 'slow' (Wait a bit) → timeout: must be a")
+	assert repr(timeout) in text
+
+
+@pytest.mark.parametrize("timeout", [30, 0.5, "45", "2.5", 86400])
+def test_positive_timeouts_are_valid_for_every_kind(timeout):
+	definition = flow(todo("s1", timeout=timeout), step("s2", depends_on=["s1"], timeout=timeout))
+	assert validate(definition) == []
+	assert compile_definition(definition).step("s2").timeout == float(timeout)
+
+
 def test_template_references():
 	result = validate(
 		flow(

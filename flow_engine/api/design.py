@@ -107,6 +107,16 @@ def start(
 		customer=_customer(customer),
 		variables=data,
 	)
+	if name is None:  # the flow's dedupe key: a run for the same key is open (policy "skip")
+		return {
+			"run": None,
+			"status": "skipped",
+			"reason": _("Flow '{0}' already has an open run with the same dedupe key").format(template),
+			"executed": [],
+			"scheduled": [],
+			"waiting": [],
+			"queued": False,
+		}
 	if cint(wait):
 		_drive(name)
 		return _report(name)

@@ -8,6 +8,7 @@ flow trigger. It never raises on any input.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -412,10 +413,13 @@ def _check_retry_timeout(step: Mapping, add) -> list[Issue]:
 	timeout = step.get("timeout")
 	if timeout not in (None, ""):
 		try:
-			if float(timeout) <= 0:
-				add("timeout", "must be a positive number of seconds")
+			seconds = float(timeout) if not isinstance(timeout, bool) else None
 		except (TypeError, ValueError):
-			add("timeout", "must be a number of seconds")
+			seconds = None
+		if seconds is None or not math.isfinite(seconds):
+			add("timeout", f"must be a number of seconds, like 30, not {timeout!r}")
+		elif seconds <= 0:
+			add("timeout", f"must be a positive number of seconds, not {timeout!r}")
 	return []
 
 

@@ -167,7 +167,7 @@ def _sms(call: StepCall, recipients: list[str]) -> External:
 	message = str(call.payload.get("message") or "") or _sms_template_text(call)
 	if not message:
 		raise StepFailed(_("The SMS message rendered empty; check 'message'"))
-	timeout = SMS_TIMEOUT_SECONDS
+	timeout = min(SMS_TIMEOUT_SECONDS, call.step.timeout or SMS_TIMEOUT_SECONDS)  # the step's, when shorter
 
 	def perform() -> None:
 		# made with no transaction open and no lock held (runs.make_calls); Frappe's gateway call sets no

@@ -32,7 +32,7 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def webhook(call: StepCall) -> External:
-	from flow_engine.runtime import secrets
+	from flow_engine.runtime import deadlines, secrets
 
 	try:
 		# render and resolve in one pass from what the author wrote: a value from a document that looks
@@ -63,8 +63,9 @@ def webhook(call: StepCall) -> External:
 		headers[SIGNATURE_HEADER] = sign(str(secret), data)
 	used = secrets.used_values(call.raw_payload)
 	policy = outbound.Policy.from_config(frappe.conf)
-	timeout = min(
-		float(payload.get("timeout") or call.step.timeout or policy.default_timeout), policy.max_timeout
+	# the payload's timeout, else the step's; never past the step's timeout nor the policy's cap
+	timeout = deadlines.call_timeout(
+		call.step, payload.get("timeout"), policy.default_timeout, policy.max_timeout
 	)
 	expect_json = payload.get("expect_json", True)
 	label = f"{method} {shown_url}"

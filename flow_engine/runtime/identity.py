@@ -187,6 +187,21 @@ def on_validate(doc) -> None:
 		_check_steps(doc, manager)
 
 
+def check_draft(doc) -> None:
+	"""A draft's steps (in `doc.flow_definition` while validating), checked against the user a publish
+	by the session user would make the flow run as; Run As itself does not change until then."""
+	if frappe.flags.flow_engine_seeding:
+		return
+	user = frappe.session.user
+	manager = is_system_manager(user)
+	live = doc.run_as
+	doc.run_as = live if manager and live else user
+	try:
+		_check_steps(doc, manager)
+	finally:
+		doc.run_as = live
+
+
 def check_may_set(run_as: str, flow: str) -> None:
 	"""RunAsNotAllowed unless the session user is a System Manager or `run_as` is themselves."""
 	user = frappe.session.user

@@ -22,7 +22,7 @@ import traceback
 import frappe
 from frappe.utils import cint
 
-from flow_engine.runtime import clock, jobs, store
+from flow_engine.runtime import clock, jobs, lifecycle, store
 
 LEASE_SECONDS = 20
 CALL_MARGIN_SECONDS = 30  # an external call's lease: its capped timeout plus this
@@ -213,3 +213,6 @@ def _fail_poisoned(run: str, failures: int, detail: str) -> None:
 	frappe.log_error(
 		title=f"flow_engine: run {run} failed after {failures} infrastructure failures", message=detail
 	)
+	record = store.load_run(run)  # alerts and admission hear of it like of any failure
+	if record is not None:
+		lifecycle.run_ended(record)

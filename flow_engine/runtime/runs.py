@@ -17,7 +17,9 @@ from frappe.utils import cint
 
 from flow_engine.engine import planner
 from flow_engine.runtime import (
+	admission,
 	clock,
+	deadlines,
 	identity,
 	jobs,
 	leases,
@@ -123,15 +125,22 @@ def start_run(
 		frappe.throw(_("A run's input must be a JSON object"), FlowRunError)
 	if source in ("schedule", "api") or input:
 		validate_input(template, input or {}, row.payload_schema)
+	admitted = admission.admit_new(
+		template, doc=doc, input=input, variables=variables, event=event, schedule=schedule
+	)
+	if admitted is None:
+		return None  # a run with the same dedupe key is open (policy "skip")
+	queued = admitted.status == "queued"  # no job, no lease: admission starts it when there is room
 	name = new_run_name()
 	now = clock.now()
-	owner = jobs.schedule_advance(name)  # leased to its job in the same row: a lost job is noticed
+	owner = None if queued else jobs.schedule_advance(name)  # leased to its job in the same row
 	store.insert_row(
 		"Flow Run",
 		{
 			"template": template,
 			"template_version": row.version,
-			"status": "running",
+			"status": admitted.status,
+			"dedupe_value": admitted.dedupe_value,
 			"trigger_event": event,
 			"reference_doctype": reference_doctype,
 			"reference_name": reference_name,
@@ -147,13 +156,15 @@ def start_run(
 			"steps_executed": 0,
 			"input": input or {},
 			"variables": dict(variables or {}),
+			"start_variables": dict(variables or {}),
 			"step_state": {},
 			"doc_snapshot": doc.as_dict(convert_dates_to_str=True)
 			if doc is not None and event == "on_trash"
 			else None,
-			"lease_until": leases.until(now=now),
+			"lease_until": None if queued else leases.until(now=now),
 			"lease_owner": owner,
 			"infra_failures": 0,
+			"deadline_at": deadlines.deadline_for(row, now),
 		},
 		name=name,
 	)
@@ -199,7 +210,7 @@ def _locked_moving(run: str) -> RunRecord | None:
 	"""`locked`, for work that only concerns a run still moving: None (and the lock let go) when the
 	run is gone or already ended."""
 	record = store.load_run(run, lock=True)
-	if record is None or record.is_terminal:
+	if record is None or record.is_terminal or record.status == "queued":  # admission starts it
 		frappe.db.commit()
 		return None
 	record.definition = templates.definition_for(record.template, record.template_version)
@@ -596,7 +607,15 @@ def retry_run(run: str) -> str:
 	record.error = None
 	record.completed_at = None
 	record.infra_failures = 0
-	leases.grant(record)
+	found = admission.limits(record.template)
+	if found is not None and found.max_open:
+		# a flow with at most N open runs: the retried run waits its turn like a new one
+		record.status = "queued"
+		record.lease_until = record.lease_owner = None
+		template = record.template
+		frappe.db.after_commit.add(lambda: admission.admit_later(template))
+	else:
+		leases.grant(record)
 	save(record)
 	return record.status
 

@@ -1,9 +1,9 @@
 """The scheduler: claim due Flow Step Pending rows atomically and fire them.
 
 - `tick` (cron, every minute): reclaim expired row leases, fire due schedules, drain every due row,
-  re-dispatch runs whose lease lapsed (see leases.py), and start the precision timer when something is
-  due soon. Each phase rides out database trouble (resilience.py) and one failing phase does not stop
-  the others.
+  re-dispatch runs whose lease lapsed (see leases.py), cancel or alert on runs past their run deadline
+  (deadlines.py), and start the precision timer when something is due soon. Each phase rides out
+  database trouble (resilience.py) and one failing phase does not stop the others.
 - `claim_due` takes rows with `SELECT … FOR UPDATE SKIP LOCKED` and marks them `running` with a
   claim token and a lease, so overlapping ticks and workers never take the same row twice. A fire job
   renews the leases of the rows it has not reached yet; a lapsed lease whose job is still queued is
@@ -50,6 +50,9 @@ def _lease_seconds() -> int:
 
 def tick() -> dict:
 	"""Cron entry point (every minute)."""
+	from flow_engine.runtime.admission import admit_all as admit_queued
+	from flow_engine.runtime.alerts import flush_digests
+	from flow_engine.runtime.deadlines import enforce as enforce_deadlines
 	from flow_engine.runtime.schedules import fire_due as fire_schedules
 
 	result = {}
@@ -58,6 +61,9 @@ def tick() -> dict:
 		("schedules", fire_schedules),
 		("claimed", drain_due),
 		("recovered_runs", lambda: runs.recover_lost_runs(force=True)),
+		("admitted", admit_queued),  # queued runs of flows with room (rate windows; safety net)
+		("deadlines", enforce_deadlines),  # open runs past their run deadline: cancel, or alert once
+		("alert_digests", flush_digests),
 	):
 		try:
 			result[key] = resilience.retrying(phase)

@@ -18,7 +18,7 @@ from flow_engine.engine import templating, timing
 from flow_engine.engine.definition import Step
 from flow_engine.kinds.base import External, StepCall, StepFailed
 from flow_engine.kinds.registry import get_catalog, get_handler
-from flow_engine.runtime import clock, jobs, store, tokens
+from flow_engine.runtime import clock, deadlines, jobs, store, tokens
 from flow_engine.runtime.context import build_context
 from flow_engine.runtime.store import RunRecord
 
@@ -63,7 +63,8 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	context = build_context(run)
 	key = f"{run.name}:{step.id}"
 	try:
-		payload = step.payload if step.kind == "condition" else templating.render(step.payload, context)
+		source = state.get("payload_override") or step.payload  # an operator's replay with edited input
+		payload = source if step.kind == "condition" else templating.render(source, context)
 	except templating.Refused as error:  # the Run As user may not read the document the payload reads
 		state.update(attempts=attempt)
 		return _failed(
@@ -83,7 +84,7 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 		template=run.template,
 		step=step,
 		payload=payload,
-		raw_payload=step.payload,
+		raw_payload=source,
 		context=context,
 		attempt=attempt,
 		idempotency_key=key,
@@ -96,6 +97,7 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	timer = time.perf_counter()
 	spec = get_catalog().get(step.kind)
 	pure = bool(spec and spec.pure)
+	limit = deadlines.step_timeout(step)  # every inline kind: past it, its writes are rolled back
 	if not pure:
 		frappe.db.savepoint(SAVEPOINT)
 	try:
@@ -103,6 +105,7 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 			result = get_handler(step.kind)(call)
 		if isinstance(result, External):
 			return _begin_call(run, step, state, attempt, result, payload, key, started)
+		deadlines.check_inline(run.template, step, limit, time.perf_counter() - timer, not pure)
 		if result is None:
 			result = {}
 		elif not isinstance(result, dict):

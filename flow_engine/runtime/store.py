@@ -88,7 +88,8 @@ class RunRecord:
 def template_row(template: str) -> frappe._dict | None:
 	"""What starting a run needs from its Flow Template (one indexed read on every trigger)."""
 	rows = frappe.db.sql(
-		"select name, version, is_active, payload_schema from `tabFlow Template` where name=%s",
+		"select name, version, is_active, payload_schema, run_deadline_days, run_deadline_action "
+		"from `tabFlow Template` where name=%s",
 		(template,),
 		as_dict=True,
 	)

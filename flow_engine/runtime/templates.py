@@ -14,14 +14,11 @@ from flow_engine.engine.definition import Definition, build
 from flow_engine.engine.errors import DefinitionError, Issue
 from flow_engine.engine.validation import validate
 from flow_engine.kinds.registry import get_catalog
-from flow_engine.runtime import identity, secrets, site_checks
+from flow_engine.runtime import identity, publishing, secrets, site_checks, trigger_fields
+from flow_engine.runtime.errors import FlowValidationError
 
 TRIGGER_FIELDS = ("trigger_doctype", "trigger_event", "trigger_field", "custom_event", "trigger_condition")
 DEFINITIONS_CACHE = "flow_engine:definitions"
-
-
-class FlowValidationError(frappe.ValidationError):
-	pass
 
 
 # the vocabulary asks the site which apps it has (a design payload may name an app's doctype)
@@ -41,43 +38,6 @@ def validate_definition(raw_or_text, trigger_doctype: str | None = None, site: b
 	return issues
 
 
-def _trigger_from_fields(doc) -> dict:
-	trigger = {"doctype": doc.trigger_doctype or None, "event": doc.trigger_event or "manual"}
-	if doc.trigger_field:
-		trigger["field"] = doc.trigger_field
-	if doc.custom_event:
-		trigger["custom_event"] = doc.custom_event
-	condition = _parse_condition(doc.trigger_condition)
-	if condition:
-		trigger["condition"] = condition
-	return {key: value for key, value in trigger.items() if value not in (None, "")}
-
-
-def _parse_condition(text):
-	if text in (None, "", "{}"):
-		return None
-	if isinstance(text, Mapping | list):
-		return text
-	try:
-		return json.loads(text)
-	except ValueError as error:
-		frappe.throw(
-			_("Trigger condition is not valid JSON: {0}").format(error),
-			FlowValidationError,
-			title=_("Invalid trigger condition"),
-		)
-
-
-def set_fields_from_trigger(doc, trigger: Mapping) -> None:
-	"""Copy a definition's trigger onto the Flow Template fields."""
-	doc.trigger_doctype = trigger.get("doctype")
-	doc.trigger_event = trigger.get("event") or "manual"
-	doc.trigger_field = trigger.get("field")
-	doc.custom_event = trigger.get("custom_event")
-	condition = trigger.get("condition")
-	doc.trigger_condition = json.dumps(condition, indent=1) if condition else None
-
-
 def on_validate(doc) -> None:
 	"""Flow Template.validate: normalise, sync the trigger, validate, bump the version."""
 	raw = (
@@ -92,19 +52,21 @@ def on_validate(doc) -> None:
 	definition_trigger = {k: v for k, v in definition_trigger.items() if v not in (None, "", {})}
 	if before is None:
 		if definition_trigger:  # the form's fields win; the definition fills those left empty
-			fields = {k: v for k, v in _trigger_from_fields(doc).items() if (k, v) != ("event", "manual")}
-			set_fields_from_trigger(doc, vocabulary.merge_triggers(fields, definition_trigger))
+			fields = {
+				k: v for k, v in trigger_fields.from_fields(doc).items() if (k, v) != ("event", "manual")
+			}
+			trigger_fields.set_fields(doc, vocabulary.merge_triggers(fields, definition_trigger))
 	elif not any(doc.has_value_changed(field) for field in TRIGGER_FIELDS) and definition_trigger:
 		if doc.get("applies_to") and not definition_trigger.get("doctype"):
 			definition_trigger["doctype"] = doc.get("applies_to")  # the design's form names it there
-		set_fields_from_trigger(doc, definition_trigger)
+		trigger_fields.set_fields(doc, definition_trigger)
 	# keys of the definition's own trigger that the form's fields cannot hold are reported, not dropped
 	issues = [
 		issue
 		for issue in validate({"trigger": raw.get("trigger")}, get_catalog())
 		if issue.code == "unknown_field"
 	]
-	raw["trigger"] = _trigger_from_fields(doc)
+	raw["trigger"] = trigger_fields.from_fields(doc)
 	issues += validate_definition(raw, doc.trigger_doctype)
 	if doc.payload_schema:
 		schema_issues = _check_payload_schema(doc.payload_schema)
@@ -127,7 +89,10 @@ def on_validate(doc) -> None:
 			old_print = None
 	doc.flow_definition = text
 	doc.step_count = len(raw["steps"])
-	if before is None or definition_language.fingerprint(raw) != old_print or not doc.version:
+	if publishing.is_draft_save(doc, before):
+		identity.check_draft(doc)  # the draft's steps, as whoever publishes it would run them
+		publishing.keep_as_draft(doc, before, raw)  # the published definition, trigger and version stay
+	elif before is None or definition_language.fingerprint(raw) != old_print or not doc.version:
 		if before is not None:
 			doc.version = int(before.version or 0) + 1
 		else:  # a flow re-created under a deleted flow's name continues its version numbers
@@ -136,7 +101,11 @@ def on_validate(doc) -> None:
 			)
 			doc.version = int(latest or 0) + 1
 		doc.flags.flow_version_changed = True
+	publishing.on_publish(doc)
 	identity.on_validate(doc)  # Run As: default, who may set it, what it may do
+	from flow_engine.runtime.alerts import validate_template as validate_alerts
+
+	validate_alerts(doc)  # a flow is not its own error flow
 
 
 def apply_design_fields(doc) -> None:
@@ -190,6 +159,7 @@ def after_save(doc) -> None:
 		"Flow Template Version", {"template": doc.name, "version": doc.version}
 	):
 		store_version(doc.name, doc.version, doc.flow_definition)
+		publishing.record_version(doc)
 	if doc.flags.flow_version_changed or doc.has_value_changed("payload_schema"):
 		from flow_engine.runtime.schedules import revalidate_for_template
 

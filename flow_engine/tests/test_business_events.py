@@ -570,7 +570,7 @@ class TestDesignExampleFlows(FlowTestCase):
 			exported = frappe.as_json(original.as_dict())  # a Flow Template export
 			definition = import_definition(exported)["definition"]  # the editor's Import JSON
 			copy = create_flow(PREFIX + name)
-			self.assertTrue(save_flow(copy, json.dumps(definition))["saved"], name)
+			self.assertTrue(save_flow(copy, json.dumps(definition), publish=1)["saved"], name)
 			copied = frappe.get_doc("Flow Template", copy)
 			self.assertEqual(json.loads(original.flow_definition), json.loads(copied.flow_definition), name)
 			self.assertEqual(

@@ -11,17 +11,7 @@ import frappe
 from frappe.utils import add_to_date, now_datetime
 
 from flow_engine.runtime import runs, scheduler, store
-from flow_engine.tests.utils import FlowTestCase, make_flow, run_in_subprocess
-
-BARRIER = """
-import os, pathlib, time
-def barrier(name, parties, timeout):
-	folder = pathlib.Path(BARRIER_DIR)
-	(folder / f"{name}.{os.getpid()}").touch()
-	end = time.monotonic() + timeout
-	while len(list(folder.glob(f"{name}.*"))) < parties and time.monotonic() < end:
-		time.sleep(0.005)
-"""
+from flow_engine.tests.utils import BARRIER, FlowTestCase, make_flow, run_in_subprocess
 
 # both processes reach the run lock together; after reading, each waits (up to 3 s) for the other:
 # with the lock the second is blocked inside the read, so the first goes on alone after 3 s

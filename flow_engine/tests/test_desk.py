@@ -65,7 +65,10 @@ class TestDesk(FlowTestCase):
 			"steps": STEPS,
 		}
 		layout = {"positions": {"hello": {"x": 10, "y": 20}}}
-		result = desk.save_flow(flow.name, json.dumps(definition), json.dumps(layout), is_active=0)
+		draft = desk.save_flow(flow.name, json.dumps(definition), json.dumps(layout), is_active=0)
+		self.assertTrue(draft["saved"], draft)
+		self.assertEqual((draft["version"], draft["publishing"]["has_draft"]), (flow.version, True))
+		result = desk.save_flow(flow.name, json.dumps(definition), json.dumps(layout), is_active=0, publish=1)
 		self.assertTrue(result["saved"], result)
 		self.assertEqual(result["version"], flow.version + 1)
 		doc = frappe.get_doc("Flow Template", flow.name)

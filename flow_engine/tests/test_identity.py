@@ -12,6 +12,7 @@ import frappe
 
 from flow_engine import api, desk
 from flow_engine.runtime import identity
+from flow_engine.runtime.publishing import publish
 from flow_engine.tests.utils import (
 	PREFIX,
 	TEST_DOCTYPE,
@@ -390,9 +391,12 @@ class TestRunIdentity(FlowTestCase):
 		doc = frappe.get_doc("Flow Template", doc.name)
 		doc.trigger_condition = json.dumps({"field": "variables.a", "op": "==", "value": "1"})
 		doc.save()
+		self.assertEqual(doc.run_as, OTHER_MANAGER, "a draft changes no behaviour")
+		publish(doc.name)  # publishing it does: the publisher answers for it
+		doc.reload()
 		self.assertEqual(doc.run_as, ATTACKER)
 		frappe.set_user(OTHER_MANAGER)
-		desk.save_flow(doc.name, {"version": 1, "steps": [*HARMLESS, dict(HARMLESS[0], id="w")]})
+		desk.save_flow(doc.name, {"version": 1, "steps": [*HARMLESS, dict(HARMLESS[0], id="w")]}, publish=1)
 		self.assertEqual(frappe.db.get_value("Flow Template", doc.name, "run_as"), OTHER_MANAGER)
 		frappe.set_user(ATTACKER)
 		doc = frappe.get_doc("Flow Template", doc.name)
@@ -405,6 +409,8 @@ class TestRunIdentity(FlowTestCase):
 		doc = frappe.get_doc("Flow Template", doc.name)
 		doc.flow_definition = json.dumps({"version": 1, "steps": HARMLESS})
 		doc.save()
+		publish(doc.name)
+		doc.reload()
 		self.assertEqual((doc.run_as, doc.last_changed_by), (ATTACKER, SYSTEM_MANAGER))
 
 	def test_seeded_flows_have_no_run_as_until_activated(self):

@@ -84,6 +84,8 @@ class TestRecovery(FlowTestCase):
 		frappe.db.commit()
 		logs_before = frappe.db.count("Error Log", {"method": ["like", f"%{name}%"]})
 		for attempt in range(1, leases.MAX_INFRA_FAILURES + 1):
+			# the failing one alerts here (inline) like any failed run
+			frappe.flags.flow_engine_inline = attempt == leases.MAX_INFRA_FAILURES
 			runs.advance_many([name])
 			frappe.db.rollback()
 			row = frappe.db.get_value(
@@ -101,6 +103,10 @@ class TestRecovery(FlowTestCase):
 		self.assertIn(f"failed {leases.MAX_INFRA_FAILURES} times", row.error)
 		self.assertIn("no version 999", row.error)
 		self.assertEqual(frappe.db.count("Error Log", {"method": ["like", f"%{name}%"]}), logs_before + 1)
+		self.assertTrue(
+			frappe.db.exists("Notification Log", {"document_name": name, "for_user": "Administrator"}),
+			"the flow's owner is told",
+		)
 
 	def test_a_save_while_redis_is_away_succeeds_and_its_run_starts_once_redis_is_back(self):
 		template = make_flow(

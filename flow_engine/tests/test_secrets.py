@@ -10,6 +10,7 @@ from frappe.utils.password import get_decrypted_password
 from flow_engine import api, desk
 from flow_engine.engine import templating
 from flow_engine.runtime import secrets, store, templates
+from flow_engine.runtime.publishing import publish
 from flow_engine.tests.utils import PREFIX, FlowTestCase, ensure_user, make_flow, run_of
 
 SYSTEM_MANAGER = "flow-secrets-sm@example.com"
@@ -115,6 +116,8 @@ class TestSecrets(FlowTestCase):
 		doc.reload()
 		doc.flow_definition = json.dumps(changed)
 		doc.save(ignore_version=False)  # tests skip track changes unless asked: write the Version as in Desk
+		publish(doc.name)
+		doc.reload()
 		payload = json.loads(doc.flow_definition)["steps"][0]["payload"]
 		self.assertEqual(secrets.references(payload["headers"]["Authorization"]), names["Authorization"])
 		rotated = secrets.references(payload["secret"])[0]

@@ -3,6 +3,7 @@ import json
 import frappe
 
 from flow_engine.runtime import store
+from flow_engine.runtime.publishing import publish
 from flow_engine.runtime.templates import FlowValidationError
 from flow_engine.tests.utils import PREFIX, TEST_DOCTYPE, FlowTestCase, make_flow, new_test_doc, run_of
 
@@ -71,7 +72,10 @@ class TestFlowTemplate(FlowTestCase):
 		definition["steps"][0]["label"] = "renamed"
 		doc.flow_definition = json.dumps(definition)
 		doc.save()
-		self.assertEqual(doc.version, 2)
+		self.assertEqual((doc.version, doc.has_draft), (1, 1), "an edit is a draft")
+		publish(doc.name)
+		doc.reload()
+		self.assertEqual((doc.version, doc.has_draft), (2, 0))
 		self.assertEqual(doc.step_count, 1)
 		self.assertTrue(frappe.db.exists("Flow Template Version", {"template": doc.name, "version": 2}))
 
@@ -96,6 +100,11 @@ class TestFlowTemplate(FlowTestCase):
 		self.assertEqual(json.loads(doc.trigger_condition)["value"], "Open")
 		doc.trigger_event = "on_update"
 		doc.save()
+		self.assertEqual(json.loads(doc.draft_definition)["trigger"]["event"], "on_update")
+		self.assertEqual(doc.trigger_event, "after_insert", "the published trigger stays until Publish")
+		publish(doc.name)
+		doc.reload()
+		self.assertEqual(doc.trigger_event, "on_update")
 		self.assertEqual(json.loads(doc.flow_definition)["trigger"]["event"], "on_update")
 
 	def test_runs_are_pinned_to_their_version(self):
@@ -119,8 +128,9 @@ class TestFlowTemplate(FlowTestCase):
 		definition["steps"][1]["payload"]["fields"]["description"] = "v2 [flowtest]"
 		doc.flow_definition = json.dumps(definition)
 		doc.save()
+		publish(doc.name)
 		frappe.db.commit()
-		self.assertEqual(doc.version, 2)
+		self.assertEqual(frappe.db.get_value("Flow Template", doc.name, "version"), 2)
 		runs.complete_step(run, "park")
 		frappe.db.commit()
 		record = store.load_run(run)

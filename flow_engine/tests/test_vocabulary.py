@@ -208,7 +208,7 @@ class TestDesignVocabulary(FlowTestCase):
 		name = desk.create_flow(PREFIX + "design desk", applies_to=TEST_DOCTYPE)
 		self.assertEqual(frappe.db.get_value("Flow Template", name, "trigger_doctype"), TEST_DOCTYPE)
 		with Receiver([200]) as receiver:
-			result = desk.save_flow(name, json.dumps(design_flow(receiver.url)), is_active=1)
+			result = desk.save_flow(name, json.dumps(design_flow(receiver.url)), is_active=1, publish=1)
 			frappe.db.commit()
 			self.assertTrue(result["saved"], result["errors"])
 			self.assertEqual(

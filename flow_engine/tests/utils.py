@@ -15,14 +15,24 @@ TEST_DOCTYPE = "Flow Test Doc"
 PREFIX = "_Test Flow "
 
 
+TEST_DOCTYPE_MODULE = "Custom"  # Frappe's own module: the Flow Engine workspace never lists it
+
+
 def ensure_test_doctype() -> str:
-	"""A small submittable doctype, so submit/cancel events can be tested on plain Frappe too."""
+	"""A small submittable doctype, so submit/cancel events can be tested on plain Frappe too.
+
+	It lives in Frappe's "Custom" module, not "Flow Engine": a custom doctype of a module shows under
+	"Custom Documents" in that module's workspace, and a test doctype has no place in the product's."""
+	if frappe.db.get_value("DocType", TEST_DOCTYPE, "module") not in (None, TEST_DOCTYPE_MODULE):
+		frappe.db.set_value("DocType", TEST_DOCTYPE, "module", TEST_DOCTYPE_MODULE, update_modified=False)
+		frappe.clear_cache(doctype=TEST_DOCTYPE)
+		frappe.db.commit()
 	if not frappe.db.exists("DocType", TEST_DOCTYPE):
 		frappe.get_doc(
 			{
 				"doctype": "DocType",
 				"name": TEST_DOCTYPE,
-				"module": "Flow Engine",
+				"module": TEST_DOCTYPE_MODULE,
 				"custom": 1,
 				"is_submittable": 1,
 				"autoname": "hash",
@@ -116,6 +126,46 @@ def new_test_doc(**values):
 	doc = frappe.get_doc({"doctype": TEST_DOCTYPE, "title": "T", **values})
 	doc.insert()
 	return doc
+
+
+# for code run in separate processes (run_in_subprocess): `barrier(name, parties, timeout)` waits until
+# `parties` processes reached it (files in BARRIER_DIR), so a test forces the overlap it checks
+BARRIER = """
+import os, pathlib, time
+def barrier(name, parties, timeout):
+	folder = pathlib.Path(BARRIER_DIR)
+	(folder / f"{name}.{os.getpid()}").touch()
+	end = time.monotonic() + timeout
+	while len(list(folder.glob(f"{name}.*"))) < parties and time.monotonic() < end:
+		time.sleep(0.005)
+"""
+
+
+def insert_run(template: str, status: str, started, ended=None, **values) -> str:
+	"""A Flow Run row written directly (no steps run): for tests of what reads runs in bulk."""
+	from flow_engine.runtime import runs
+
+	name = runs.new_run_name()
+	row = {
+		"template": template,
+		"template_version": 1,
+		"status": status,
+		"source": "user",
+		"depth": 0,
+		"waves": 1,
+		"steps_executed": 1,
+		"infra_failures": 0,
+		"started_at": started,
+		"completed_at": ended if status in store.TERMINAL else None,
+		"creation": started,
+		"modified": ended or started,
+		"input": {},
+		"variables": {},
+		"step_state": {},
+	}
+	row.update(values)
+	store.insert_row("Flow Run", row, name=name)
+	return name
 
 
 def run_of(template: str, **filters) -> store.RunRecord | None:

@@ -4,7 +4,7 @@
 frappe.ui.form.on("Flow Run", {
 	refresh(frm) {
 		const status = frm.doc.status;
-		if (["running", "waiting"].includes(status)) {
+		if (["queued", "running", "waiting"].includes(status)) {
 			frm.add_custom_button(__("Cancel run"), () =>
 				frappe.confirm(__("Cancel this run?"), () =>
 					frappe.call("flow_engine.api.cancel_run", { run: frm.doc.name }).then(() => frm.reload_doc())
@@ -32,6 +32,7 @@ frappe.ui.form.on("Flow Run", {
 		frm.add_custom_button(__("Attempts"), () =>
 			frappe.set_route("List", "Flow Step Attempt", { run: frm.doc.name })
 		);
+		add_replay(frm);
 		frappe.realtime.doc_subscribe("Flow Run", frm.doc.name);
 		frappe.realtime.off("flow_run_update");
 		frappe.realtime.on("flow_run_update", (data) => {
@@ -39,3 +40,62 @@ frappe.ui.form.on("Flow Run", {
 		});
 	},
 });
+
+// Replay (issue 13): a new run from this run's trigger on the current or the original version, and
+// the two side by side.
+function add_replay(frm) {
+	if (!["completed", "failed", "cancelled"].includes(frm.doc.status)) return;
+	frm.add_custom_button(
+		__("Replay run"),
+		() =>
+			frappe.prompt(
+				{
+					fieldname: "version",
+					fieldtype: "Select",
+					label: __("On version"),
+					options: [
+						{ value: "current", label: __("The flow's current version") },
+						{ value: "original", label: __("Version {0} (this run's)", [frm.doc.template_version]) },
+					],
+					default: "current",
+				},
+				({ version }) =>
+					frappe
+						.call("flow_engine.api.replay_run", { run: frm.doc.name, version })
+						.then(({ message }) => compare_dialog(frm.doc.name, message)),
+				__("Replay {0}", [frm.doc.name])
+			),
+		__("Replay")
+	);
+	if (frm.doc.replay_of) {
+		frm.add_custom_button(__("Compare with {0}", [frm.doc.replay_of]), () => compare_dialog(frm.doc.replay_of, frm.doc.name), __("Replay"));
+	}
+}
+
+function compare_dialog(first, second) {
+	frappe.call("flow_engine.api.compare_runs", { first, second }).then(({ message }) => {
+		const esc = frappe.utils.escape_html;
+		const colour = { completed: "green", failed: "red", cancelled: "grey", skipped: "grey" };
+		const cell = (c) =>
+			`<span class="indicator-pill ${colour[c.status] || "orange"}">${esc(c.status)}</span>` +
+			(c.error ? `<div class="small text-danger">${esc(c.error)}</div>` : "") +
+			(c.result ? `<pre class="small">${esc(JSON.stringify(c.result, null, 1))}</pre>` : "");
+		const head = message.runs
+			.map((r) => `<th><a href="/app/flow-run/${encodeURIComponent(r.name)}">${esc(r.name)}</a> v${r.version} · ${esc(r.status)}</th>`)
+			.join("");
+		const rows = message.steps
+			.map((s) => `<tr data-step="${esc(s.id)}"><td><b>${esc(s.id)}</b><div class="text-muted small">${esc(s.label)}</div></td>${s.cells.map((c) => `<td>${cell(c)}</td>`).join("")}</tr>`)
+			.join("");
+		const dialog = new frappe.ui.Dialog({
+			title: __("Side by side"),
+			size: "extra-large",
+			fields: [{ fieldtype: "HTML", fieldname: "table", options: `<table class="table table-sm run-compare"><tr><th>${__("Step")}</th>${head}</tr>${rows}</table>` }],
+			primary_action_label: __("Open {0}", [second]),
+			primary_action: () => {
+				dialog.hide();
+				frappe.set_route("Form", "Flow Run", second);
+			},
+		});
+		dialog.show();
+	});
+}

@@ -23,3 +23,6 @@ def on_doctype_update():
 	frappe.db.add_index("Flow Run", ["status", "modified"])
 	frappe.db.add_index("Flow Run", ["status", "lease_until"])
 	frappe.db.add_index("Flow Run", ["status", "lease_owner"])
+	frappe.db.add_index("Flow Run", ["template", "status", "creation"])  # admission: open runs, queue
+	frappe.db.add_index("Flow Run", ["template", "started_at"])  # admission: rate window
+	frappe.db.add_index("Flow Run", ["template", "dedupe_value"])  # admission: an open run of the key

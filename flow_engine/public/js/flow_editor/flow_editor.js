@@ -37,7 +37,7 @@ class FlowEditor {
 			page.set_title(__("Run {0}", [this.name]));
 			page.set_primary_action(__("Refresh"), () => store.refresh_run());
 			if (store.run) {
-				if (["running", "waiting"].includes(store.run.status)) {
+				if (["queued", "running", "waiting"].includes(store.run.status)) {
 					page.add_button(__("Cancel run"), () => store.cancel_run());
 				}
 				if (store.run.status === "failed") page.add_button(__("Retry"), () => store.retry_run());
@@ -58,6 +58,14 @@ class FlowEditor {
 		}
 		page.set_title(this.name);
 		page.set_primary_action(__("Save"), () => store.save());
+		const publishing = store.publishing || {};
+		page.add_button(
+			publishing.has_draft ? __("Publish") : __("Published v{0}", [publishing.version]),
+			() => store.publish()
+		).addClass("btn-publish");
+		if (publishing.has_draft && !store.dirty) {
+			page.set_indicator(__("Draft: runs use v{0}", [publishing.version]), "orange");
+		}
 		page.add_button(__("Test run"), () => store.test_run());
 		page.add_menu_item(__("Undo"), () => store.undo(), false, "Ctrl+Z");
 		page.add_menu_item(__("Redo"), () => store.redo(), false, "Ctrl+Y");

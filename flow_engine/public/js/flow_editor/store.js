@@ -12,6 +12,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 	const name = ref(null);
 	const loading = ref(true);
 	const template = ref(null);
+	const publishing = ref({ version: 0, has_draft: false }); // the published version, and whether a draft waits
 	const definition = ref(graph.emptyDefinition());
 	const positions = ref({});
 	const kinds = ref([]);
@@ -60,6 +61,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 	async function load_template(template_name) {
 		const { message: data } = await frappe.call(DESK + "editor_data", { template: template_name });
 		template.value = data.template;
+		publishing.value = data.publishing || { version: data.template.version, has_draft: false };
 		kinds.value = data.kinds;
 		trigger_events.value = data.trigger_events;
 		business_events.value = data.business_events || [];
@@ -308,6 +310,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 			modified: outcome.modified,
 			run_as: outcome.run_as,
 		};
+		if (outcome.publishing) publishing.value = outcome.publishing;
 		// adopt what the server stored: the app's own vocabulary, and secrets moved into Flow Secrets
 		// (a pasted clear value must not linger in the editor, its undo history or an export)
 		if (outcome.definition && Array.isArray(outcome.definition.steps)) {
@@ -318,8 +321,47 @@ export const useFlowStore = defineStore("flow-editor", () => {
 			sync_history();
 		}
 		dirty.value = false;
-		frappe.show_alert({ message: __("Saved (version {0})", [outcome.version]), indicator: "green" });
+		frappe.show_alert({
+			message: publishing.value.has_draft
+				? __("Saved as a draft: runs use version {0} until you publish", [outcome.version])
+				: __("Saved (version {0})", [outcome.version]),
+			indicator: "green",
+		});
+		flow_engine.editor && flow_engine.editor.setup_page();
 		return true;
+	}
+
+	// Draft → publish: saving keeps a draft; Publish shows what changed, then makes the next version.
+	async function publish() {
+		if (mode.value !== "edit") return;
+		if (dirty.value && !(await save())) return;
+		if (!publishing.value.has_draft) {
+			frappe.show_alert({ message: __("Nothing to publish: version {0} is current", [publishing.value.version]) });
+			return;
+		}
+		const { message: changes } = await frappe.call(API + "compare_versions", {
+			template: name.value,
+			base: "published",
+			target: "draft",
+		});
+		const dialog = new frappe.ui.Dialog({
+			title: __("Publish as version {0}", [publishing.value.version + 1]),
+			fields: [
+				{ fieldtype: "HTML", fieldname: "diff", options: changes.html },
+				{ fieldtype: "Small Text", fieldname: "note", label: __("Note (what and why)") },
+			],
+			primary_action_label: __("Publish"),
+			primary_action: async ({ note }) => {
+				const { message: result } = await frappe.call(API + "publish_flow", { template: name.value, note });
+				dialog.hide();
+				publishing.value = { ...publishing.value, version: result.version, has_draft: false };
+				template.value = { ...template.value, version: result.version };
+				frappe.show_alert({ message: __("Version {0} published", [result.version]), indicator: "green" });
+				flow_engine.editor && flow_engine.editor.setup_page();
+			},
+		});
+		dialog.$wrapper.addClass("flow-publish-dialog");
+		dialog.show();
 	}
 
 	function set_run_as(value) {
@@ -506,7 +548,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		});
 		run.value = data;
 		if (before !== data.status && page.value && flow_engine.editor) flow_engine.editor.setup_page();
-		if (!["running", "waiting"].includes(data.status)) clearInterval(poll_timer);
+		if (!["queued", "running", "waiting"].includes(data.status)) clearInterval(poll_timer);
 	}
 
 	function subscribe(run_name) {
@@ -532,7 +574,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		frappe.realtime.on("flow_run_update", realtime_handler);
 		// polling fallback (no socket.io, or a missed event)
 		clearInterval(poll_timer);
-		if (["running", "waiting"].includes(run.value.status)) {
+		if (["queued", "running", "waiting"].includes(run.value.status)) {
 			poll_timer = setInterval(() => refresh_run(), 3000);
 		}
 	}
@@ -630,6 +672,8 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		redo,
 		validate_now,
 		save,
+		publish,
+		publishing,
 		export_json,
 		import_json,
 		test_run,
