@@ -136,6 +136,7 @@ async function publish_in_editor(note) {
 	if (note) await dialog.locator('[data-fieldname="note"] textarea').fill(note);
 	await dialog.locator(".modal-footer .btn-primary").click();
 	await page.waitForFunction(() => flow_engine.editor.store.publishing.has_draft === false);
+	await page.waitForFunction(() => !document.querySelector(".modal-backdrop"));
 	await wait_idle();
 	return changes;
 }
@@ -253,11 +254,13 @@ step("build a 4-step flow with a condition and a delay from an empty template, u
 	await publish.waitFor();
 	assert.equal(await publish.locator(".diff-added").count(), 4, "four steps added");
 	assert.match(await publish.locator(".flow-diff").textContent(), /comment_1/);
-	assert.match(await publish.locator(".diff-trigger").first().textContent(), /ToDo/);
+	assert.match(await publish.locator(".flow-diff").textContent(), /condition\.field set to doc\.description/);
 	await publish.locator('[data-fieldname="note"] textarea').fill("First version from the browser");
 	await shot(page, "publish-diff.png");
 	await publish.locator(".modal-footer .btn-primary").click();
 	await page.waitForFunction(() => flow_engine.editor.store.publishing.has_draft === false);
+	await page.waitForSelector(".modal.show.flow-publish-dialog", { state: "detached" }).catch(() => {});
+	await page.waitForFunction(() => !document.querySelector(".modal-backdrop"));
 	await wait_idle();
 	const saved = await template();
 	assert.equal(saved.has_draft, 0);
