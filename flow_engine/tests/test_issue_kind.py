@@ -88,3 +88,59 @@ class TestIssueKind(FlowTestCase):
 		self.assert_refused(
 			{"subject": SUBJECT, "customer": "No Such Customer"}, ["Customer 'No Such Customer'"]
 		)
+
+
+class TestIssueKindOnHelpdesk(FlowTestCase):
+	"""With Helpdesk installed, `issue` opens an HD Ticket (its priority, ticket type and HD Customer)."""
+
+	@classmethod
+	def setUpClass(cls):
+		super().setUpClass()
+		if "helpdesk" not in frappe.get_installed_apps():
+			raise cls.skipTest(cls, "needs Helpdesk (HD Ticket)")
+		if not frappe.db.exists("HD Customer", "Ada [flowtest]"):
+			frappe.get_doc({"doctype": "HD Customer", "customer_name": "Ada [flowtest]"}).insert(
+				ignore_permissions=True
+			)
+		frappe.db.commit()
+
+	def tearDown(self):
+		frappe.db.delete("HD Ticket", {"subject": ["like", SUBJECT + "%"]})
+		frappe.db.commit()
+		super().tearDown()
+
+	def run_issue(self, payload: dict):
+		template = make_flow(
+			"hd ticket", [{"id": "ticket", "kind": "issue", "payload": payload}], doctype=None
+		)
+		runs.start_run(template.name)
+		frappe.db.commit()
+		return run_of(template.name)
+
+	def test_opens_an_hd_ticket_for_the_customer(self):
+		record = self.run_issue(
+			{
+				"subject": SUBJECT + " on Helpdesk",
+				"description": "Fibre install",
+				"priority": "high",
+				"issue_type": "Bug",
+				"customer": "Ada [flowtest]",
+			}
+		)
+		self.assertEqual(record.status, "completed", record.error)
+		result = record.states["ticket"]["result"]
+		self.assertEqual(result["doctype"], "HD Ticket")
+		ticket = frappe.get_doc("HD Ticket", result["name"])
+		self.assertEqual(
+			(ticket.subject, ticket.priority, ticket.ticket_type, ticket.customer),
+			(SUBJECT + " on Helpdesk", "High", "Bug", "Ada [flowtest]"),
+		)
+		self.assertIn("Fibre install", ticket.description)
+		self.assertFalse(frappe.db.exists("DocType", "Issue"), "a Frappe + Helpdesk site: no ERPNext Issue")
+
+	def test_an_unknown_priority_names_the_choices_and_opens_nothing(self):
+		record = self.run_issue({"subject": SUBJECT + " unknown", "priority": "whenever"})
+		self.assertEqual(record.status, "failed")
+		self.assertIn("Unknown priority 'whenever'", record.error)
+		self.assertIn("HD Ticket Priority", record.error)
+		self.assertFalse(frappe.db.exists("HD Ticket", {"subject": SUBJECT + " unknown"}))
