@@ -458,7 +458,33 @@ step("the Flows menu on a form, and the Flow Template form opens the editor", as
 	assert.ok(items.some((t) => /New flow for ToDo/.test(t)));
 	await shot(page, "flows-menu.png");
 
+	// the form publishes a draft too: the headline says runs use the published version; Publish shows
+	// the changes; History lists the versions
+	const current = await template();
+	const def = JSON.parse(current.flow_definition);
+	def.steps[0].label = "Note the new ToDo (edited)";
+	const drafted = await call(page, "flow_engine.desk.save_flow", { template: FLOW, definition: JSON.stringify(def) });
+	assert.equal(drafted.publishing.has_draft, true);
 	await desk(page, `flow-template/${encodeURIComponent(FLOW)}`);
+	await page.waitForSelector(".form-dashboard", { state: "attached" });
+	await page.waitForFunction(() => /Unpublished changes/.test(document.body.innerText));
+	await page.locator(".page-actions button.publish-flow:visible").click();
+	const form_publish = page.locator(".modal.show", { hasText: "Publish" });
+	await form_publish.waitFor();
+	assert.match(await form_publish.locator(".flow-diff").textContent(), /label set to Note the new ToDo \(edited\)|Note the new ToDo → Note the new ToDo \(edited\)/);
+	await form_publish.locator('[data-fieldname="note"] textarea').fill("Renamed from the form");
+	await form_publish.locator(".modal-footer .btn-primary").click();
+	await page.waitForFunction((v) => window.cur_frm && cur_frm.doc.version === v + 1 && !cur_frm.doc.has_draft, current.version);
+	await page.waitForFunction(() => !document.querySelector(".modal-backdrop"));
+	await page.locator('.inner-group-button[data-label="Versions"] button').click();
+	await page.locator('.inner-group-button[data-label="Versions"] .dropdown-item', { hasText: "History" }).click();
+	const versions = page.locator(".modal.show table.flow-versions");
+	await versions.waitFor();
+	assert.match(await versions.textContent(), /Renamed from the form/);
+	assert.equal(await versions.locator("tr[data-version]").count(), current.version + 1);
+	await shot(page, "form-history.png");
+	await page.locator(".modal.show .btn-modal-close").click();
+
 	await page.locator(".page-actions button:visible", { hasText: "Open in Flow Editor" }).click();
 	await page.waitForURL(/flow-editor\//);
 	await page.waitForSelector(".flow-node");
