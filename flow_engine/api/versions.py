@@ -5,7 +5,7 @@ from __future__ import annotations
 import frappe
 
 from flow_engine.api.permissions import json_arg, require_flow_manager
-from flow_engine.runtime import publishing
+from flow_engine.runtime import migration, publishing
 
 
 def _writable(template: str) -> None:
@@ -58,7 +58,7 @@ def compare_versions(template: str, base: str = "published", target: str = "draf
 def migration_report(template: str, to_version: int | str | None = None) -> dict:
 	"""Dry report: which open runs could move to `to_version` (default: published) and which could not."""
 	_readable(template)
-	return publishing.migration_report(template, int(to_version) if to_version else None)
+	return migration.migration_report(template, int(to_version) if to_version else None)
 
 
 @frappe.whitelist(methods=["POST"])
@@ -66,4 +66,4 @@ def migrate_runs(template: str, to_version: int | str | None = None, runs: list 
 	"""Move the compatible open runs (all, or those listed) to `to_version`; the others stay."""
 	_writable(template)
 	wanted = json_arg(runs, "runs") if runs else None
-	return publishing.migrate_runs(template, int(to_version) if to_version else None, wanted)
+	return migration.migrate_runs(template, int(to_version) if to_version else None, wanted)

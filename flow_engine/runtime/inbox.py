@@ -17,6 +17,7 @@ from frappe import _
 
 from flow_engine.engine.definition import Definition
 from flow_engine.runtime import clock, leases, publishing, store, templates
+from flow_engine.runtime import runs as run_engine
 
 MAX_RUNS = 2000
 NUMBERS_AND_NAMES = re.compile(r"'[^']*'|\"[^\"]*\"|\b[A-Z]{2,}-[\w-]+\b|\b\d+(?:[.:]\d+)*\b")
@@ -109,8 +110,6 @@ def _each(runs: Iterable[str], action) -> dict:
 
 
 def retry(runs: Iterable[str]) -> dict:
-	from flow_engine.runtime import runs as run_engine
-
 	def action(run: str) -> None:
 		run_engine.retry_run(run)
 		record(run, _("Retried by {0} from the failure inbox").format(frappe.session.user))
@@ -119,8 +118,6 @@ def retry(runs: Iterable[str]) -> dict:
 
 
 def cancel(runs: Iterable[str], reason: str | None = None) -> dict:
-	from flow_engine.runtime import runs as run_engine
-
 	user = frappe.session.user
 
 	def action(run: str) -> None:
@@ -139,7 +136,6 @@ def cancel(runs: Iterable[str], reason: str | None = None) -> dict:
 
 def skip_step(runs: Iterable[str]) -> dict:
 	"""Mark each run's failed step done (with no result) and let the run go on after it."""
-	from flow_engine.runtime import runs as run_engine
 
 	def action(run: str) -> None:
 		record_ = run_engine.locked(run)
@@ -208,8 +204,6 @@ def check_payload(record_, step_id: str, payload) -> dict:
 def replay_from_step(run: str, step_id: str, payload=None) -> dict:
 	"""Run a failed (or ended) run again from `step_id`: that step and all that follow it are reset,
 	the step gets `payload` (edited input) when given, the steps before it keep their results."""
-	from flow_engine.runtime import runs as run_engine
-
 	record_ = run_engine.locked(run)
 	if record_.status not in store.TERMINAL:
 		frappe.throw(
@@ -240,8 +234,6 @@ def replay_from_step(run: str, step_id: str, payload=None) -> dict:
 
 
 def _resume(record_) -> None:
-	from flow_engine.runtime import runs as run_engine
-
 	record_.status = "running"
 	record_.error = None
 	record_.completed_at = None
@@ -253,8 +245,6 @@ def _resume(record_) -> None:
 def replay_run(run: str, version: str = "current") -> str:
 	"""A new run from `run`'s trigger: the same document, input and starting variables, on the flow's
 	current version or (`version="original"`) the one `run` ran on. Returns the new run's name."""
-	from flow_engine.runtime import runs as run_engine
-
 	source = frappe.get_doc("Flow Run", run)
 	if version not in ("current", "original"):
 		frappe.throw(
@@ -299,7 +289,7 @@ def compare_runs(first: str, second: str) -> dict:
 	order: list[str] = []
 	labels: dict[str, str] = {}
 	for record_ in runs:
-		definition = templates.definition_for(record_.template, record_.template_version)
+		definition = templates.definition_for(record_.template, record_.template_version, record_.scope)
 		for step in definition.steps:
 			labels.setdefault(step.id, step.label or step.kind)
 			if step.id not in order:
@@ -345,6 +335,6 @@ def working_payload(run: str, step_id: str) -> dict:
 		if isinstance(value, dict):
 			return value
 	record_ = store.load_run(run)
-	definition = templates.definition_for(record_.template, record_.template_version)
+	definition = templates.definition_for(record_.template, record_.template_version, record_.scope)
 	steps = {step.id: step for step in definition.steps}
 	return dict(steps[step_id].payload) if step_id in steps else {}

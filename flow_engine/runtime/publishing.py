@@ -5,7 +5,7 @@ start on, what the trigger map reads); `version` is its number. Any write that c
 or the trigger — the editor, the Desk form, REST, an import — is kept as the draft instead
 (`draft_definition`, `has_draft`), validated like a publish would be. Publish makes the draft the next
 version and records who, when, a note and the changes; rolling back publishes an old version again.
-A new flow's first save is its version 1. Runs stay on the version they started with; `migrate_runs`
+A new flow's first save is its version 1. Runs stay on the version they started with; `migration`
 moves waiting runs to another version when every step they began still exists there as the same kind.
 """
 
@@ -18,7 +18,7 @@ from frappe import _
 
 from flow_engine.engine import definition as definition_language
 from flow_engine.engine import versions
-from flow_engine.runtime import clock, leases, store, trigger_fields
+from flow_engine.runtime import clock, trigger_fields
 
 OPEN = ("queued", "running", "waiting")
 TRIGGER_FIELDS = ("trigger_doctype", "trigger_event", "trigger_field", "custom_event", "trigger_condition")
@@ -234,73 +234,3 @@ def history(template: str) -> list[dict]:
 		fields=["name", "version", "published_by", "published_on", "note", "changes"],
 		order_by="version desc",
 	)
-
-
-def migration_report(template: str, to_version: int | None = None) -> dict:
-	"""Which open runs of other versions could move to `to_version` (default: published), and why the
-	others cannot. Changes nothing."""
-	target_version = int(to_version or frappe.db.get_value("Flow Template", template, "version"))
-	target = definition_of(template, target_version)
-	rows = frappe.get_all(
-		"Flow Run",
-		filters={"template": template, "status": ["in", OPEN], "template_version": ["!=", target_version]},
-		fields=["name", "template_version", "status"],
-		order_by="creation asc",
-	)
-	sources: dict[int, dict] = {}
-	compatible, incompatible = [], []
-	for row in rows:
-		if row.template_version not in sources:
-			sources[row.template_version] = definition_of(template, row.template_version)
-		record = store.load_run(row.name)
-		problems = versions.migration_problems(record.states, sources[row.template_version], target)
-		entry = {"run": row.name, "from_version": row.template_version, "status": row.status}
-		if problems:
-			incompatible.append({**entry, "problems": problems})
-		else:
-			compatible.append(entry)
-	return {
-		"template": template,
-		"to_version": target_version,
-		"compatible": compatible,
-		"incompatible": incompatible,
-	}
-
-
-def migrate_runs(template: str, to_version: int | None = None, runs: list[str] | None = None) -> dict:
-	"""Move the compatible open runs (all, or those in `runs`) to `to_version`, each under its lock,
-	checked again there; each moved run is advanced so steps new to it become ready. Records a
-	comment on every run moved."""
-	from flow_engine.runtime import runs as run_engine
-
-	frappe.has_permission("Flow Template", "write", doc=template, throw=True)
-	report = migration_report(template, to_version)
-	target_version = report["to_version"]
-	target = definition_of(template, target_version)
-	wanted = set(runs) if runs else None
-	moved, refused = [], list(report["incompatible"])
-	for entry in report["compatible"]:
-		if wanted is not None and entry["run"] not in wanted:
-			continue
-		record = run_engine.locked(entry["run"])
-		source = definition_of(template, record.template_version)
-		problems = versions.migration_problems(record.states, source, target)
-		if record.is_terminal or problems:
-			refused.append({**entry, "problems": problems or [_("the run has ended")]})
-			frappe.db.rollback()
-			continue
-		frappe.db.set_value(
-			"Flow Run", record.name, "template_version", target_version, update_modified=False
-		)
-		frappe.get_doc("Flow Run", record.name).add_comment(
-			"Info",
-			_("Moved from version {0} to version {1} by {2}").format(
-				record.template_version, target_version, frappe.session.user
-			),
-		)
-		record.status = "running"  # driven once on its new version: steps new to it may be ready
-		leases.grant(record)
-		run_engine.save(record)
-		frappe.db.commit()
-		moved.append(entry["run"])
-	return {"template": template, "to_version": target_version, "moved": moved, "refused": refused}
