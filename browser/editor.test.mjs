@@ -732,11 +732,20 @@ step("the Flow Engine workspace shows run counts", async () => {
 		assert.equal(shown[label], `${counts[status]} ${label}`, `the ${label} pill (server: ${JSON.stringify(counts)})`);
 	}
 	assert.match(await page.locator(".layout-main-section").textContent(), /Flow Editor/);
+	// the workspace's number cards and charts load after the page: let them finish before leaving (a
+	// chart still drawing when Desk routes away throws from Frappe's chart code, not ours)
+	await page.waitForFunction(
+		() => [...document.querySelectorAll(".widget.dashboard-widget-box")].every((w) => w.querySelector("svg, .chart-empty-state, .widget-body .number")),
+		null,
+		{ timeout: 20000 }
+	).catch(() => {});
+	await sleep(1500);
 	await shot(page, "workspace.png");
 	await call(page, "flow_engine.api.cancel_run", { run }).catch(() => {});
 	for (const name of [parked, FLOW2]) {
 		await call(page, "frappe.client.delete", { doctype: "Flow Template", name }).catch(() => {});
 	}
+	assert.deepEqual(page.errors, []);
 });
 
 step("the failure inbox: bulk retry of a group, then replay from the failed step with edited input", async () => {

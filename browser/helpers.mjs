@@ -30,7 +30,7 @@ export async function launch() {
 	const context = await browser.newContext({ viewport: { width: 1500, height: 950 } });
 	const page = await context.newPage();
 	page.errors = [];
-	page.on("pageerror", (error) => page.errors.push(String(error)));
+	page.on("pageerror", (error) => page.errors.push(String(error) + (process.env.FLOW_BROWSER_STACKS ? `\n${error.stack}` : "")));
 	return { browser, context, page };
 }
 

@@ -360,6 +360,13 @@ def effect(entry: Mapping, catalog: Catalog, doc: Mapping) -> str:
 		if entry.get("error"):
 			return f"would fail: {entry['error']}"
 		return f"{conditions.describe(payload.get('condition', payload))} → branch '{entry.get('branch')}'"
+	if kind in ("switch", "inclusive"):
+		if entry.get("error"):
+			return f"would fail: {entry['error']}"
+		if kind == "switch":
+			return f"→ branch '{entry.get('branch')}'"
+		taken = ", ".join(f"'{name}'" for name in entry.get("branches") or []) or "none"
+		return f"→ branches {taken}"
 	if kind == "create_doc":
 		text = f"would create {payload.get('doctype')} with {_short(payload.get('fields') or {})}"
 		if payload.get("link_to_trigger"):

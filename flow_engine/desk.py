@@ -218,7 +218,8 @@ def document_flows(doctype: str, name: str | None = None) -> dict:
 	if name:
 		runs = frappe.get_all(
 			"Flow Run",
-			filters={"reference_doctype": doctype, "reference_name": name},
+			# item runs of a for_each are listed under their parent run (its run view), not here
+			filters={"reference_doctype": doctype, "reference_name": name, "scope": ["is", "not set"]},
 			fields=["name", "template", "status", "started_at"],
 			order_by="creation desc",
 			limit_page_length=10,

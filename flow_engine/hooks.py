@@ -28,7 +28,10 @@ doc_events = {
 		"on_trash": _on,
 		"on_update_after_submit": _on,
 		# dispatch_job's close webhook: a job (any doctype) turning completed
-		"on_change": "flow_engine.kinds.dispatch.on_job_change",
+		"on_change": [
+			"flow_engine.kinds.dispatch.on_job_change",
+			"flow_engine.runtime.triggers.on_doc_change",  # wait_for steps waiting for any change
+		],
 	},
 	# business events read a value turning on (Contract signed, Quotation Ordered by db_set, …) on
 	# on_change, which runs after every save, submit and db_set: see flow_engine/engine/business_events.py
@@ -44,6 +47,10 @@ scheduler_events = {
 	"daily_long": ["flow_engine.runtime.retention.run"],
 }
 
+# Flow Approval: approvers see (and decide) the approvals assigned to them; Flow Managers see all
+permission_query_conditions = {"Flow Approval": "flow_engine.runtime.approvals.query_conditions"}
+has_permission = {"Flow Approval": "flow_engine.runtime.approvals.has_permission"}
+
 # Kinds other apps register (see flow_engine/kinds/registry.py); flow_engine's own are built in.
 flow_engine_kinds = []
 
@@ -56,4 +63,6 @@ ignore_links_on_delete = [
 	"Flow Step Pending",
 	"Flow Template Version",
 	"Flow Secret",
+	"Flow Wait",
+	"Flow Approval",
 ]

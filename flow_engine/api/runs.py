@@ -155,7 +155,7 @@ def get_run(run: str) -> dict:
 		order_by="creation asc",
 		ignore_permissions=True,
 	)
-	definition = templates.definition_for(record.template, record.template_version)
+	definition = templates.definition_for(record.template, record.template_version, whole=True)
 	states = {
 		sid: {k: v for k, v in s.items() if k not in HIDDEN_STATE_KEYS} for sid, s in record.states.items()
 	}
@@ -173,9 +173,26 @@ def get_run(run: str) -> dict:
 		"input": record.input,
 		"steps": states,
 		"definition": definition.raw,
+		**_family(record),
 		"attempts": [
 			dict(a, input=store.loads(a.input, None), output=store.loads(a.output, None)) for a in attempts
 		],
+	}
+
+
+def _family(record: store.RunRecord) -> dict:
+	"""Parent and child runs (call_flow, for_each items), so the run view links them and shows per-item
+	progress: `children` [{name, status, parent_step, item_index, …}] in start order."""
+	from flow_engine.runtime.children import child_runs
+
+	return {
+		"parent_run": record.parent_run,
+		"parent_step": record.parent_step,
+		"scope": record.scope,
+		"item_index": record.item_index,
+		"item": record.item,
+		"depth": record.depth,
+		"children": child_runs(record.name),
 	}
 
 
@@ -198,6 +215,12 @@ def _run_for_reader(record: store.RunRecord) -> dict:
 			sid: {key: state[key] for key in READER_STEP_KEYS if key in state}
 			for sid, state in record.states.items()
 		},
+		"parent_run": record.parent_run,
+		"item_index": record.item_index,
+		"children": [
+			{key: child[key] for key in ("name", "status", "parent_step", "item_index")}
+			for child in _family(record)["children"]
+		],
 		"redacted": True,
 	}
 

@@ -8,6 +8,7 @@ Handlers live in `flow_engine.kinds`; other apps add kinds through the `flow_eng
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,11 @@ FIELD_TYPES = (
 	"condition",  # a {field, op, value} / all / any condition
 	"variables",  # {name: value template}
 	"password",  # a secret: a {{secrets.NAME}} reference to a Flow Secret (a clear value is moved there on save)
+	"cases",  # list of {name, condition}: named branches (switch cases, inclusive branches)
 )
+ON_ERROR = ("fail", "continue", "branch")  # a step's `on_error`; "branch" gives it an `error` branch
+ERROR_BRANCH = "error"
+DEFAULT_CASE = "default"
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class KindSpec:
 	aliases: tuple[str, ...] = ()
 	pure: bool = False  # computes only (no database writes): runs without a savepoint
 	check: Callable[[Mapping], Iterable[tuple[str, str]]] | None = None
+	# branches named by the step's payload (switch cases, inclusive branches), instead of `branches`
+	branches_from: Callable[[Mapping], Iterable[str]] | None = None
 
 	def defaults(self) -> dict:
 		return {spec.name: spec.default for spec in self.fields if spec.default is not None}
@@ -96,6 +103,7 @@ class KindSpec:
 			"category": self.category,
 			"fields": [spec.as_dict() for spec in self.fields],
 			"branches": list(self.branches),
+			"dynamic_branches": self.branches_from is not None,
 			"external": self.external,
 			"default_retry": dict(self.default_retry),
 			"requires_app": self.requires_app,
@@ -189,12 +197,190 @@ def _check_condition(payload: Mapping) -> Iterable[tuple[str, str]]:
 		yield ((f"condition.{path}" if path else "condition"), message)
 
 
+def _named_conditions(payload: Mapping, key: str) -> list[Mapping]:
+	"""The {name, condition} entries of a switch's `cases` / an inclusive's `branches` (others ignored)."""
+	entries = payload.get(key)
+	if not isinstance(entries, list):
+		return []
+	return [entry for entry in entries if isinstance(entry, Mapping)]
+
+
+def case_names(payload: Mapping, key: str = "cases") -> list[str]:
+	"""Names of the well-formed entries, in order, each once."""
+	names: list[str] = []
+	for entry in _named_conditions(payload, key):
+		name = entry.get("name")
+		if isinstance(name, str) and name.strip() and name not in names:
+			names.append(name)
+	return names
+
+
+def default_case(payload: Mapping) -> str:
+	"""The branch a switch takes when no case holds."""
+	name = payload.get("default")
+	return name if isinstance(name, str) and name.strip() else DEFAULT_CASE
+
+
+def _check_named_conditions(payload: Mapping, key: str, noun: str) -> Iterable[tuple[str, str]]:
+	from flow_engine.engine.conditions import check_condition
+
+	entries = payload.get(key)
+	if entries in (None, "", []):
+		return  # reported as required
+	if not isinstance(entries, list):
+		yield (key, f'must be a list of {{"name": ..., "condition": ...}} {noun}s')
+		return
+	seen: dict[str, int] = {}
+	for index, entry in enumerate(entries):
+		where = f"{key}[{index}]"
+		if not isinstance(entry, Mapping):
+			yield (where, f'{noun} #{index + 1} must be an object {{"name": ..., "condition": ...}}')
+			continue
+		for extra in sorted(set(entry) - {"name", "condition", "label"}, key=str):
+			yield (f"{where}.{extra}", f"unknown key {extra!r}; a {noun} has: name, condition")
+		name = entry.get("name")
+		if not isinstance(name, str) or not name.strip():
+			yield (f"{where}.name", f"{noun} #{index + 1} needs a name: it is the branch its steps hang on")
+		elif name == ERROR_BRANCH:
+			yield (
+				f"{where}.name",
+				f"'{ERROR_BRANCH}' is reserved for the on_error branch; rename the {noun}",
+			)
+		elif name in seen:
+			yield (
+				f"{where}.name",
+				f"'{name}' is already the name of {noun} #{seen[name] + 1}; {noun} names must be unique",
+			)
+		else:
+			seen[name] = index
+		condition = entry.get("condition")
+		if condition in (None, {}, [], ""):
+			yield (f"{where}.condition", "is required: a {field, op, value} test or an 'all'/'any' group")
+			continue
+		for path, message in check_condition(condition, allow_jsonlogic=False):
+			yield (f"{where}.condition" + (f".{path}" if path else ""), message)
+
+
+def _check_switch(payload: Mapping) -> Iterable[tuple[str, str]]:
+	yield from _check_named_conditions(payload, "cases", "case")
+	default = payload.get("default")
+	if default not in (None, "") and not isinstance(default, str):
+		yield ("default", "must be the name of the branch taken when no case holds")
+	elif default_case(payload) in case_names(payload):
+		yield (
+			"default",
+			f"'{default_case(payload)}' is also a case name; the default branch needs its own name",
+		)
+	elif default_case(payload) == ERROR_BRANCH:
+		yield ("default", f"'{ERROR_BRANCH}' is reserved for the on_error branch")
+
+
+def _check_inclusive(payload: Mapping) -> Iterable[tuple[str, str]]:
+	yield from _check_named_conditions(payload, "branches", "branch")
+
+
+WAIT_EVENTS = (  # document events a wait_for step can wait for (on_change: any change, db_set too)
+	"after_insert",
+	"on_update",
+	"on_submit",
+	"on_cancel",
+	"on_trash",
+	"on_update_after_submit",
+	"on_change",
+)
+WAIT_BRANCHES = ("event", "timeout")
+_FILTER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def _check_wait_for(payload: Mapping) -> Iterable[tuple[str, str]]:
+	from flow_engine.engine.conditions import check_condition
+
+	doctype, custom = payload.get("doctype"), payload.get("custom_event")
+	if doctype and custom:
+		yield (
+			"custom_event",
+			"give either a document to wait for (doctype + event) or a custom_event, not both",
+		)
+	elif not doctype and not custom:
+		yield (
+			"doctype",
+			"name what to wait for: a document type and event (e.g. Payment Entry, on_submit), or a "
+			"custom_event with a correlation_key",
+		)
+	if custom:
+		if not isinstance(custom, str) or "{{" in custom:
+			yield ("custom_event", "must be the event's name as text, not a template")
+		if payload.get("correlation_key") in (None, ""):
+			yield (
+				"correlation_key",
+				"is required with a custom_event: the value (e.g. {{doc.name}}) an event's payload must carry "
+				"in 'correlation_key' to resume this step",
+			)
+		for name in ("event", "filters", "condition"):
+			if payload.get(name) not in (None, "", {}, []):
+				yield (name, "applies to document waits (doctype + event), not to a custom_event")
+	if doctype:
+		if not isinstance(doctype, str) or "{{" in doctype:
+			yield ("doctype", "must be a DocType name, not a template")
+		event = payload.get("event")
+		if event in (None, ""):
+			yield ("event", f"is required: the document event to wait for ({', '.join(WAIT_EVENTS)})")
+		elif event not in WAIT_EVENTS:
+			yield ("event", f"{event!r} is not a document event; use one of: {', '.join(WAIT_EVENTS)}")
+		if payload.get("correlation_key") not in (None, ""):
+			yield ("correlation_key", "applies to a custom_event only; match documents with filters")
+	filters = payload.get("filters")
+	if isinstance(filters, Mapping):
+		for key, value in filters.items():
+			if not isinstance(key, str) or not _FILTER_KEY.match(key):
+				yield (
+					f"filters.{key}",
+					"must be a field name, or table.field for a child table (e.g. references.reference_name)",
+				)
+			elif isinstance(value, Mapping | list) or value is None:
+				yield (
+					f"filters.{key}",
+					"must be one value (text, a number or a template) the field must equal",
+				)
+	condition = payload.get("condition")
+	if condition not in (None, {}, [], ""):
+		for path, message in check_condition(condition, allow_jsonlogic=False):
+			yield ((f"condition.{path}" if path else "condition"), message)
+	hours = payload.get("timeout_hours")
+	if hours not in (None, "") and _is_number_like(hours) and "{{" not in str(hours) and float(hours) <= 0:
+		yield (
+			"timeout_hours",
+			"must be a positive number of hours (leave it empty to wait without a timeout)",
+		)
+
+
 def _check_set_variables(payload: Mapping) -> Iterable[tuple[str, str]]:
 	variables = payload.get("variables")
 	if isinstance(variables, Mapping):
 		for name in variables:
 			if not str(name).isidentifier():
 				yield ("variables", f"variable name {name!r} must be a plain identifier")
+
+
+APPROVAL_HOURS = ("remind_after_hours", "escalate_after_hours", "timeout_hours")
+
+
+def _check_approval(payload: Mapping) -> Iterable[tuple[str, str]]:
+	if not any(payload.get(name) not in (None, "", []) for name in ("approvers", "role", "approver")):
+		yield (
+			"approvers",
+			"name who decides: approvers (users), a role, or an approver template such as {{doc.owner}}",
+		)
+	for name in APPROVAL_HOURS:
+		value = payload.get(name)
+		if value in (None, "") or not _is_number_like(value) or "{{" in str(value):
+			continue
+		if float(value) <= 0:
+			yield (name, "must be a positive number of hours (leave it empty for none)")
+	if payload.get("escalate_after_hours") not in (None, "") and not payload.get("escalate_to"):
+		yield ("escalate_to", "name the user or role the approval is escalated to after escalate_after_hours")
+	if payload.get("escalate_to") and payload.get("escalate_after_hours") in (None, ""):
+		yield ("escalate_after_hours", "give the hours after which the approval is escalated to escalate_to")
 
 
 def _check_assign(payload: Mapping) -> Iterable[tuple[str, str]]:
@@ -339,6 +525,107 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 		pure=True,
 	),
 	KindSpec(
+		name="switch",
+		label="Switch",
+		description="Named cases tested in order: the flow continues in the first case whose condition "
+		"holds, else in the default branch.",
+		icon="branch",
+		color="yellow",
+		category="Logic",
+		fields=(
+			FieldSpec(
+				"cases",
+				"Cases",
+				"cases",
+				required=True,
+				templated=False,
+				description="each {name, condition}; its name is the branch its steps hang on",
+			),
+			FieldSpec(
+				"default",
+				"Default branch",
+				"data",
+				default=DEFAULT_CASE,
+				templated=False,
+				description="taken when no case holds",
+			),
+		),
+		branches_from=lambda payload: (*case_names(payload), default_case(payload)),
+		check=_check_switch,
+		pure=True,
+	),
+	KindSpec(
+		name="inclusive",
+		label="Inclusive branches",
+		description="Every branch whose own condition holds runs (in parallel); none, one or several.",
+		icon="branch",
+		color="yellow",
+		category="Logic",
+		fields=(
+			FieldSpec(
+				"branches",
+				"Branches",
+				"cases",
+				required=True,
+				templated=False,
+				description="each {name, condition}; its name is the branch its steps hang on",
+			),
+		),
+		branches_from=lambda payload: tuple(case_names(payload, "branches")),
+		check=_check_inclusive,
+		pure=True,
+	),
+	KindSpec(
+		name="wait_for",
+		label="Wait for event",
+		description="Wait until a document event matches (a Payment Entry against this invoice is submitted, "
+		"this Quotation turns Ordered) or a custom event with the same correlation key is raised; "
+		"continues in the event or the timeout branch.",
+		icon="es-line-time",
+		color="orange",
+		category="Logic",
+		fields=(
+			FieldSpec(
+				"doctype",
+				"Document type",
+				"doctype",
+				templated=False,
+				description="the document whose event resumes the step (or use a custom event)",
+			),
+			FieldSpec("event", "Event", "select", options=WAIT_EVENTS, default=None),
+			FieldSpec(
+				"filters",
+				"Filters",
+				"fields",
+				description="field → value the document must have, rendered when the step starts waiting "
+				"(e.g. party: {{doc.customer}}; a child table's field as references.reference_name)",
+			),
+			FieldSpec(
+				"condition",
+				"Condition",
+				"condition",
+				templated=False,
+				description="a test on the event's document, e.g. status == Ordered",
+			),
+			FieldSpec("custom_event", "Custom event", "data", templated=False),
+			FieldSpec(
+				"correlation_key",
+				"Correlation key",
+				"data",
+				description="with a custom event: the value its payload's correlation_key must equal "
+				"(e.g. {{doc.name}})",
+			),
+			FieldSpec(
+				"timeout_hours",
+				"Time out after (hours)",
+				"float",
+				description="then the timeout branch runs (empty: wait until the run ends)",
+			),
+		),
+		branches=WAIT_BRANCHES,
+		check=_check_wait_for,
+	),
+	KindSpec(
 		name="wait",
 		label="Wait",
 		description="Does nothing; give it an after_delay or on_date trigger to pause the flow.",
@@ -463,6 +750,115 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
 			),
 		),
 	),
+	KindSpec(
+		name="approval",
+		label="Approval",
+		description="Ask people to approve or reject (My approvals in Desk, optional email links); "
+		"continues in the approved, rejected or timed_out branch.",
+		icon="es-line-success",
+		color="green",
+		category="People",
+		fields=(
+			FieldSpec(
+				"approvers", "Approvers", "list", description="users (or their emails); any one decides"
+			),
+			FieldSpec(
+				"role", "Role", "link", options="Role", description="every enabled user with this role"
+			),
+			FieldSpec(
+				"approver",
+				"Approver (template)",
+				"data",
+				description="a user named by template, e.g. {{doc.owner}}",
+			),
+			FieldSpec("subject", "Subject", "data", description="empty: Approve <document>"),
+			FieldSpec("message", "Message", "text"),
+			FieldSpec(
+				"send_email",
+				"Email the approvers",
+				"check",
+				default=False,
+				description="with one-click Approve / Reject links",
+			),
+			FieldSpec(
+				"remind_after_hours",
+				"Remind after (hours)",
+				"float",
+				description="and again every as many hours while pending",
+			),
+			FieldSpec("escalate_after_hours", "Escalate after (hours)", "float"),
+			FieldSpec(
+				"escalate_to",
+				"Escalate to",
+				"data",
+				description="a user or a role; they become approvers too",
+			),
+			FieldSpec(
+				"timeout_hours",
+				"Time out after (hours)",
+				"float",
+				description="then the timed_out branch runs",
+			),
+		),
+		branches=("approved", "rejected", "timed_out"),
+		check=_check_approval,
+	),
+	KindSpec(
+		name="call_flow",
+		label="Call flow",
+		description="Start another flow as a child run with mapped input; wait for its result or go on at once.",
+		icon="es-line-link",
+		color="purple",
+		category="Flows",
+		fields=(
+			FieldSpec("flow", "Flow", "link", required=True, options="Flow Template"),
+			FieldSpec(
+				"input",
+				"Input",
+				"json",
+				description='the child run\'s input, values templated: {"order": "{{doc.name}}"}',
+			),
+			FieldSpec(
+				"wait",
+				"Wait for it",
+				"check",
+				default=True,
+				description="wait until the child run ends (its variables are the result; its failure fails "
+				"this step); off: continue at once",
+			),
+		),
+	),
+	KindSpec(
+		name="for_each",
+		label="For each",
+		description="Repeat the steps of its 'each' branch for every item of a list or every matching "
+		"document, as child runs; results are collected in item order.",
+		icon="es-line-reload",
+		color="cyan",
+		category="Flows",
+		fields=(
+			FieldSpec(
+				"items",
+				"Items",
+				"json",
+				required=True,
+				description="a list template ({{doc.items}}, {{steps.s1.result.rows}}, {{input.lines}}) or "
+				'documents {"doctype": "Task", "filters": {"status": "Open"}, "limit": 100}; the body reads '
+				"{{item}}, {{item.item_code}} and {{item_index}}",
+			),
+			FieldSpec("concurrency", "At most at once", "int", default=5),
+			FieldSpec(
+				"on_item_error",
+				"When an item fails",
+				"select",
+				options=("stop", "continue"),
+				default="stop",
+				description="stop: the step fails at the first failed item; continue: it completes and lists "
+				"the failed items",
+			),
+		),
+		branches=("each",),
+	),
 )
 
 
@@ -500,5 +896,30 @@ class Catalog:
 	def as_list(self) -> list[dict]:
 		return [spec.as_dict() for spec in self._kinds.values()]
 
+	def branches_for(self, step_raw: Any) -> tuple[str, ...]:
+		"""The branches a step (raw definition data) can take: its kind's static `branches`, or those its
+		payload names (switch cases + default, inclusive branches), and `error` when on_error is "branch"."""
+		if not isinstance(step_raw, Mapping):
+			return ()
+		spec = self.get(step_raw.get("kind"))
+		names: tuple[str, ...] = ()
+		if spec is not None:
+			if spec.branches_from is not None:
+				payload = step_raw.get("payload")
+				try:
+					names = tuple(spec.branches_from(payload if isinstance(payload, Mapping) else {}))
+				except Exception:  # a malformed payload is reported by the kind's check
+					names = ()
+			else:
+				names = tuple(spec.branches)
+		if step_raw.get("on_error") == "branch" and ERROR_BRANCH not in names:
+			names = (*names, ERROR_BRANCH)
+		return names
+
 
 DEFAULT_CATALOG = Catalog()
+
+
+def branches_for(step_raw: Any, catalog: Catalog | None = None) -> tuple[str, ...]:
+	"""`Catalog.branches_for` on the built-in catalog (or the one given)."""
+	return (catalog or DEFAULT_CATALOG).branches_for(step_raw)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flow_engine.engine.catalog import DEFAULT_CATALOG, Catalog
+from flow_engine.engine.catalog import DEFAULT_CATALOG, ON_ERROR, Catalog
 from flow_engine.engine.errors import DefinitionError, Issue
 
 STEP_TRIGGERS = ("on_flow_start", "on_prev_complete", "after_delay", "on_date", "on_webhook", "manual")
@@ -30,6 +30,29 @@ DOC_EVENTS = (
 FLOW_EVENTS = (*DOC_EVENTS, "custom", "manual")
 DELAY_UNITS = {"delay_minutes": 60, "delay_hours": 3600, "delay_days": 86400, "delay_seconds": 1}
 DEFAULT_RETRY = {"max_attempts": 1, "backoff_seconds": 60, "backoff_factor": 2.0, "max_backoff_seconds": 3600}
+JOIN_MODES = ("all", "any")  # or a whole number n >= 1 of inputs
+
+
+def join_of(value: Any) -> str | int | None:
+	"""A step's `join` in its canonical form ("all", "any" or n >= 1), or None when it is none of them.
+
+	Absent means "all"; a whole number may be written as text ("2")."""
+	if value in (None, ""):
+		return "all"
+	if isinstance(value, bool):
+		return None
+	if isinstance(value, str):
+		text = value.strip().lower()
+		if text in JOIN_MODES:
+			return text
+		if text.isdigit():
+			return int(text)
+		return None
+	if isinstance(value, int):
+		return value
+	if isinstance(value, float) and value.is_integer():
+		return int(value)
+	return None
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,8 @@ class Step:
 	payload: Mapping = field(default_factory=dict)
 	retry: RetryPolicy = field(default_factory=RetryPolicy)
 	timeout: float | None = None
+	join: str | int = "all"  # "all" | "any" | n: how many of its inputs must complete before it fires
+	on_error: str = "fail"  # "fail" | "continue" | "branch": what a failure after its retries does
 	raw: Mapping = field(default_factory=dict)
 
 	@property
@@ -88,6 +113,12 @@ class Step:
 	@property
 	def predecessors(self) -> tuple[str, ...]:
 		return (*self.depends_on, self.parent_id) if self.parent_id else self.depends_on
+
+	@property
+	def inputs(self) -> tuple[str, ...]:
+		"""The steps a join counts, each once: its depends_on entries, then its parent."""
+		seen = [dep for dep in dict.fromkeys(self.depends_on) if dep != self.parent_id]
+		return (*seen, self.parent_id) if self.parent_id else tuple(seen)
 
 
 @dataclass(frozen=True)
@@ -213,6 +244,8 @@ def build(raw: Mapping, catalog: Catalog = DEFAULT_CATALOG) -> Definition:
 				payload=dict(item.get("payload") or {}),
 				retry=RetryPolicy.build(spec.default_retry if spec else None, item.get("retry")),
 				timeout=float(item["timeout"]) if item.get("timeout") not in (None, "") else None,
+				join=join_of(item.get("join")) or "all",
+				on_error=item.get("on_error") if item.get("on_error") in ON_ERROR else "fail",
 				raw=item,
 			)
 		)

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flow_engine.engine import business_events, secret_refs, templating, vocabulary
-from flow_engine.engine.catalog import DEFAULT_CATALOG, Catalog, missing_required
+from flow_engine.engine import business_events, children, secret_refs, templating, vocabulary
+from flow_engine.engine.catalog import DEFAULT_CATALOG, ERROR_BRANCH, ON_ERROR, Catalog, missing_required
 from flow_engine.engine.conditions import check_condition
 from flow_engine.engine.definition import (
 	DEFAULT_RETRY,
@@ -22,6 +22,7 @@ from flow_engine.engine.definition import (
 	FLOW_EVENTS,
 	STEP_TRIGGERS,
 	delay_seconds,
+	join_of,
 	normalise_step_trigger,
 )
 from flow_engine.engine.errors import Issue
@@ -38,6 +39,8 @@ TEMPLATE_ROOTS = (
 	"today",
 	"input",
 	"event",
+	"item",  # for_each bodies: the item, and its index (engine/children.py)
+	"item_index",
 	"secrets",  # {{secrets.NAME}}: a Flow Secret, webhook steps only (see engine/secret_refs.py)
 )
 MAX_STEPS = 250
@@ -52,6 +55,8 @@ STEP_KEYS = {
 	"payload",
 	"retry",
 	"timeout",
+	"join",
+	"on_error",
 	"description",
 	"notes",
 }
@@ -141,6 +146,7 @@ def _validate(raw: Any, catalog: Catalog) -> list[Issue]:
 	cycle_members = _cycles(by_id, issues)
 	issues += _unreachable(by_id, catalog, cycle_members)
 	issues += _check_references(raw, by_id, variables or {}, catalog, cycle_members)
+	issues += children.check(raw, catalog.resolve)  # for_each bodies and {{item}}
 	return issues
 
 
@@ -255,23 +261,30 @@ def _check_step(step: Mapping, by_id: Mapping, catalog: Catalog) -> list[Issue]:
 		if not parent_id:
 			add(
 				"branch",
-				f"branch '{branch}' needs a parent_id naming a branching step (e.g. a condition)",
+				f"branch '{branch}' needs a parent_id naming a branching step (e.g. a condition or a switch)",
 				"branch_without_parent",
 			)
 		else:
-			parent_spec = catalog.get(by_id[parent_id].get("kind"))
-			if parent_spec is not None and not parent_spec.branches:
+			parent = by_id[parent_id]
+			parent_spec = catalog.get(parent.get("kind"))
+			branches = catalog.branches_for(parent)
+			hint = (
+				f"; set on_error to 'branch' on '{parent_id}' to give it an error branch"
+				if branch == ERROR_BRANCH and parent.get("on_error") != "branch"
+				else ""
+			)
+			if parent_spec is not None and not branches:
 				add(
 					"branch",
 					f"parent '{parent_id}' ({parent_spec.name}) does not branch; only kinds such as "
-					"'condition' have branches",
+					f"'condition', 'switch' and 'inclusive' have branches{hint}",
 					"branch_without_parent",
 				)
-			elif parent_spec is not None and branch not in parent_spec.branches:
+			elif parent_spec is not None and branch not in branches:
 				add(
 					"branch",
-					f"'{branch}' is not a branch of '{parent_id}' (it has: {', '.join(parent_spec.branches)}); "
-					"this step could never run",
+					f"'{branch}' is not a branch of '{parent_id}' (it has: {', '.join(branches)}); "
+					f"this step could never run{hint}",
 					"unreachable",
 				)
 
@@ -293,7 +306,45 @@ def _check_step(step: Mapping, by_id: Mapping, catalog: Catalog) -> list[Issue]:
 
 	issues += _check_step_trigger(step, add)
 	issues += _check_retry_timeout(step, add)
+	_check_join_on_error(step, by_id, add)
 	return issues
+
+
+def _check_join_on_error(step: Mapping, by_id: Mapping, add) -> None:
+	"""`join`: "all" | "any" | n inputs (1 <= n <= its inputs); `on_error`: fail | continue | branch."""
+	on_error = step.get("on_error")
+	if on_error not in (None, "") and on_error not in ON_ERROR:
+		add(
+			"on_error",
+			f"must be one of: {', '.join(ON_ERROR)} (not {on_error!r}): fail stops the run, continue "
+			"records the failure and goes on, branch takes the step's 'error' branch",
+		)
+	raw = step.get("join")
+	if raw in (None, ""):
+		return
+	join = join_of(raw)
+	if join is None:
+		add("join", f"must be 'all', 'any' or a whole number of inputs such as 2, not {raw!r}", "bad_join")
+		return
+	inputs = _predecessors(step, by_id)
+	inputs = list(dict.fromkeys(inputs))
+	named = ", ".join(f"'{name}'" for name in inputs) or "none"
+	if isinstance(join, int):
+		if join < 1:
+			add("join", f"must be at least 1 (got {join}): the number of inputs to wait for", "bad_join")
+		elif join > len(inputs):
+			add(
+				"join",
+				f"join {join} can never fire: the step has only {len(inputs)} input(s) ({named}); "
+				"lower it or add depends_on entries",
+				"join_never_fires",
+			)
+	elif join == "any" and not inputs:
+		add(
+			"join",
+			"join 'any' needs inputs (depends_on entries or a parent) and this step has none",
+			"join_never_fires",
+		)
 
 
 def _alias_message(canonical: str, mapping: Mapping) -> str:

@@ -59,6 +59,17 @@ class External:
 
 
 @dataclass
+class Park:
+	"""What a handler returns to leave its step waiting for something outside the run (a person's
+	decision, a document event, a child run): the step turns `waiting` with `waiting_for` and `state`
+	merged into its state, and its effects so far commit with it. Whoever resolves the wait completes
+	the step with `runs.complete_step` (or a locked-run update)."""
+
+	waiting_for: str
+	state: dict = field(default_factory=dict)
+
+
+@dataclass
 class StepCall:
 	run: str
 	template: str

@@ -1,4 +1,4 @@
-"""Kinds that only compute: condition, wait, set_variables."""
+"""Kinds that only compute: condition, switch, inclusive, wait, set_variables."""
 
 from __future__ import annotations
 
@@ -13,6 +13,24 @@ def condition(call: StepCall) -> dict:
 	except ConditionError as error:
 		raise StepFailed(f"condition is malformed: {error}") from None
 	return {"branch": branch}
+
+
+def switch(call: StepCall) -> dict:
+	"""The first case whose condition holds, else the default branch."""
+	try:
+		branch = logic.switch_branch(call.raw_payload, call.context)
+	except ConditionError as error:
+		raise StepFailed(f"switch is malformed: {error}") from None
+	return {"branch": branch}
+
+
+def inclusive(call: StepCall) -> dict:
+	"""Every branch whose own condition holds (result["branches"]; no single "branch")."""
+	try:
+		branches = logic.inclusive_branches(call.raw_payload, call.context)
+	except ConditionError as error:
+		raise StepFailed(f"inclusive gateway is malformed: {error}") from None
+	return {"branches": branches}
 
 
 def wait(call: StepCall) -> dict:

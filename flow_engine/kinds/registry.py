@@ -27,11 +27,17 @@ BUILTIN_HANDLERS = {
 	"notify": "flow_engine.kinds.notify.notify",
 	"webhook": "flow_engine.kinds.webhook.webhook",
 	"condition": "flow_engine.kinds.logic.condition",
+	"switch": "flow_engine.kinds.logic.switch",
+	"inclusive": "flow_engine.kinds.logic.inclusive",
 	"wait": "flow_engine.kinds.logic.wait",
+	"wait_for": "flow_engine.kinds.waits.wait_for",
 	"set_variables": "flow_engine.kinds.logic.set_variables",
+	"call_flow": "flow_engine.kinds.flows.call_flow",
+	"for_each": "flow_engine.kinds.flows.for_each",
 	"subscription_activate": "flow_engine.kinds.erpnext.subscription_activate",
 	"issue": "flow_engine.kinds.erpnext.issue",
 	"dispatch_job": "flow_engine.kinds.dispatch.dispatch_job",
+	"approval": "flow_engine.kinds.approvals.approval",
 }
 
 

@@ -30,7 +30,7 @@ from flow_engine.engine import templating
 from flow_engine.runtime import clock, jobs, leases, realtime, resilience
 from flow_engine.runtime.context import DocView
 
-OPEN = ("running", "waiting")
+OPEN = ("running", "waiting")  # runs of a for_each's items (`scope` set) are the parent's work: not counted
 LIVE = ("queued", "running", "waiting")
 WINDOW_SECONDS = 60
 BATCH = 50
@@ -146,14 +146,14 @@ def _room(template: str, found: Limits, now: datetime.datetime) -> int | None:
 	if found.max_open:
 		open_runs = frappe.db.sql(
 			"""select count(*) from `tabFlow Run` force index (template_status_creation_index)
-			where template=%s and status in %s lock in share mode""",
+			where template=%s and status in %s and ifnull(scope, '')='' lock in share mode""",
 			(template, OPEN),
 		)[0][0]
 		room = found.max_open - int(open_runs)
 	if found.per_minute:
 		started = frappe.db.sql(
 			"""select count(*) from `tabFlow Run` force index (template_started_at_index) where template=%s
-			and started_at > %s and status != 'queued' lock in share mode""",
+			and started_at > %s and status != 'queued' and ifnull(scope, '')='' lock in share mode""",
 			(template, now - datetime.timedelta(seconds=WINDOW_SECONDS)),
 		)[0][0]
 		left = found.per_minute - int(started)

@@ -48,8 +48,9 @@ ERROR_FLOW_INPUT = (
 
 
 def on_run_ended(record: RunRecord) -> None:
-	"""`lifecycle` listener: a failed run alerts once its failure has committed."""
-	if record.status != "failed":
+	"""`lifecycle` listener: a failed run alerts once its failure has committed. A failed item of a
+	for_each does not: its parent step fails (or lists it) and that run alerts."""
+	if record.status != "failed" or record.scope:
 		return
 	jobs.after_commit(
 		"flow_engine.runtime.alerts.run_failed",

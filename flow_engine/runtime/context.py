@@ -130,7 +130,7 @@ def build_context(run: RunRecord) -> dict:
 		"Customer" if run.customer and frappe.db.table_exists("Customer", cached=True) else None
 	)
 	now = clock.now()
-	return {
+	context = {
 		"doc": LazyDoc(run.reference_doctype, run.reference_name, run.doc_snapshot),
 		"customer": LazyDoc(customer_doctype, run.customer) if customer_doctype else {},
 		"run": {
@@ -155,6 +155,11 @@ def build_context(run: RunRecord) -> dict:
 		"input": run.input,
 		"event": {"name": run.trigger_event, "schedule": run.schedule},
 	}
+	if run.scope:  # a for_each item run: its item, and the steps its parent ran before the loop
+		from flow_engine.runtime.children import item_context
+
+		item_context(run, context)
+	return context
 
 
 def resolve_customer(doc) -> str | None:

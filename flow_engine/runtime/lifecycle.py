@@ -16,9 +16,15 @@ from flow_engine.runtime.store import RunRecord
 
 
 def _listeners() -> list:
-	from flow_engine.runtime import admission, alerts
+	from flow_engine.runtime import admission, alerts, approvals, children, waits
 
-	return [alerts.on_run_ended, admission.run_ended]
+	return [
+		alerts.on_run_ended,
+		admission.run_ended,
+		approvals.on_run_ended,
+		children.on_run_ended,
+		waits.run_ended,
+	]
 
 
 def run_ended(record: RunRecord) -> None:

@@ -42,6 +42,7 @@ LOCK = "flow_engine_retention"
 CHILDREN = (
 	("Flow Step Pending", "run", ""),
 	("Flow Step Attempt", "run", ""),
+	("Flow Wait", "run", ""),  # a wait_for step's wait (closed when its run ended)
 	("Comment", "reference_name", "and reference_doctype='Flow Run'"),
 )
 

@@ -185,7 +185,7 @@ def locked(run: str) -> RunRecord:
 	record = store.load_run(run, lock=True)
 	if record is None:
 		frappe.throw(_("Flow Run '{0}' does not exist").format(run), frappe.DoesNotExistError)
-	record.definition = templates.definition_for(record.template, record.template_version)
+	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
 	return record
 
 
@@ -213,7 +213,7 @@ def _locked_moving(run: str) -> RunRecord | None:
 	if record is None or record.is_terminal or record.status == "queued":  # admission starts it
 		frappe.db.commit()
 		return None
-	record.definition = templates.definition_for(record.template, record.template_version)
+	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
 	return record
 
 
@@ -535,24 +535,18 @@ def complete_step(
 		)
 	if result is not None and not isinstance(result, dict):
 		result = {"value": result}
-	now = clock.now()
-	attempt = int(state.get("attempts") or 0) + 1
-	state.update(
-		status="completed",
-		completed_at=now.isoformat(sep=" "),
-		result=result or {},
-		attempts=attempt,
-		completed_by=by or frappe.session.user,
+	steps.complete_waiting(
+		record, step, result or {}, attempt=int(state.get("attempts") or 0) + 1, by=by or frappe.session.user
 	)
 	state.pop("token", None)
 	if state.get("timeout_row"):
 		frappe.db.set_value(
 			"Flow Step Pending", state["timeout_row"], "status", "cancelled", update_modified=False
 		)
-	store.record_attempt(
-		record, step_id, step.kind, attempt, "completed", now, 0, None, result or {}, None, f"{run}:{step_id}"
-	)
-	record.steps_executed += 1
+	if state.get("wait"):  # a wait_for step completed by hand stops waiting for its event
+		from flow_engine.runtime import waits
+
+		waits.close(state["wait"], "cancelled")
 	settle(record)
 	if record.status == "running":
 		leases.grant(record)
@@ -603,6 +597,14 @@ def retry_run(run: str) -> str:
 				state["token"] = tokens.new_token(run, step_id)
 			if state.get("timeout_row"):
 				_rearm(record, step_id, state, "timeout_row", "timeout_at", "timeout", now)
+			if state.get("wait"):  # wait_for: its wait closed when the run failed; it waits again
+				from flow_engine.runtime import waits
+
+				waits.reopen(record, step_id, state)
+			if state.get("waiting_for") == "approval":  # its approval closed when the run failed: asked again
+				from flow_engine.runtime import approvals
+
+				approvals.reopen(record, step_id, state)
 	record.status = "running"
 	record.error = None
 	record.completed_at = None

@@ -52,8 +52,10 @@ def tick() -> dict:
 	"""Cron entry point (every minute)."""
 	from flow_engine.runtime.admission import admit_all as admit_queued
 	from flow_engine.runtime.alerts import flush_digests
+	from flow_engine.runtime.children import resume_lost as resume_lost_children
 	from flow_engine.runtime.deadlines import enforce as enforce_deadlines
 	from flow_engine.runtime.schedules import fire_due as fire_schedules
+	from flow_engine.runtime.waits import resume_lost as resume_lost_waits
 
 	result = {}
 	for key, phase in (
@@ -64,6 +66,8 @@ def tick() -> dict:
 		("admitted", admit_queued),  # queued runs of flows with room (rate windows; safety net)
 		("deadlines", enforce_deadlines),  # open runs past their run deadline: cancel, or alert once
 		("alert_digests", flush_digests),
+		("resumed_waits", resume_lost_waits),  # wait_for steps whose resume job was lost
+		("resumed_children", resume_lost_children),  # child runs whose end went unheard (lost job)
 	):
 		try:
 			result[key] = resilience.retrying(phase)
@@ -204,18 +208,26 @@ def fire(name: str, token: str, collect: list | None = None) -> str | None:
 		_finish_row(name, "cancelled", now)
 		frappe.db.commit()
 		return "cancelled"
-	record.definition = templates.definition_for(record.template, record.template_version)
+	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
 	state = record.states.get(row.step_id) or {}
 	outcome = "completed"
 	if not record.definition.has_step(row.step_id):
 		outcome = "cancelled"
+	elif row.purpose in ("reminder", "escalation", "timeout") and state.get("waiting_for") == "approval":
+		from flow_engine.runtime import approvals
+
+		step = record.definition.step(row.step_id)
+		outcome = approvals.fire(record, step, state, name, row.purpose, now)
 	elif row.purpose == "timeout":
-		if state.get("status") == "waiting" and state.get("timeout_row") == name:
+		if state.get("status") == "waiting" and state.get("timeout_row") == name and state.get("wait"):
+			from flow_engine.runtime import waits
+
+			waits.on_timeout(record, record.definition.step(row.step_id), name)  # the timeout branch
+		elif state.get("status") == "waiting" and state.get("timeout_row") == name:
 			step = record.definition.step(row.step_id)
 			message = f"timed out after {step.timeout:g}s waiting to be completed"
-			state.update(status="failed", error=message, completed_at=now.isoformat(sep=" "))
 			state.pop("token", None)
-			steps.fail_run(record, f"Step '{step.id}' {message}")
+			steps.fail_step(record, step, message)  # its on_error applies (continue / error branch)
 	elif state.get("status") != "scheduled" or state.get("pending") != name:
 		outcome = "cancelled"  # the step moved on (cancelled, retried elsewhere): never fire twice
 	elif stop := runs.over_limits(record):
@@ -366,6 +378,7 @@ def ensure_timer(slot: int = 0, handover: bool = False) -> None:
 			queue="long",
 			timeout=TIMER_LIFETIME + 120,
 			job_id=job_id,
+			at_front=True,  # due steps must not wait behind reports or index rebuilds in the long queue
 			slot=slot,
 		)
 	except Exception:

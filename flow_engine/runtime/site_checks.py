@@ -55,6 +55,10 @@ def check(raw: Mapping, catalog: Catalog, trigger_doctype: str | None) -> list[I
 					"missing_app",
 				)
 			)
+		if spec is not None and spec.name == "wait_for":  # the document type and fields it waits on
+			from flow_engine.runtime import waits
+
+			issues += waits.site_issues(step_id, label, payload, _field_names)
 		if spec is not None and spec.name in ("create_doc", "update_doc", "assign", "comment"):
 			doctype = payload.get("doctype")
 			if isinstance(doctype, str) and doctype and "{{" not in doctype:

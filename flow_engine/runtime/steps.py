@@ -16,13 +16,14 @@ import frappe
 
 from flow_engine.engine import templating, timing
 from flow_engine.engine.definition import Step
-from flow_engine.kinds.base import External, StepCall, StepFailed
+from flow_engine.kinds.base import External, Park, StepCall, StepFailed
 from flow_engine.kinds.registry import get_catalog, get_handler
 from flow_engine.runtime import clock, deadlines, jobs, store, tokens
 from flow_engine.runtime.context import build_context
 from flow_engine.runtime.store import RunRecord
 
 SAVEPOINT = "flow_engine_step"
+RAW_PAYLOAD_KINDS = ("condition", "switch", "inclusive")  # their conditions render values themselves
 TIMER_HORIZON = datetime.timedelta(seconds=75)
 MAX_LOST_CALLS = 3
 
@@ -64,7 +65,7 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	key = f"{run.name}:{step.id}"
 	try:
 		source = state.get("payload_override") or step.payload  # an operator's replay with edited input
-		payload = source if step.kind == "condition" else templating.render(source, context)
+		payload = source if step.kind in RAW_PAYLOAD_KINDS else templating.render(source, context)
 	except templating.Refused as error:  # the Run As user may not read the document the payload reads
 		state.update(attempts=attempt)
 		return _failed(
@@ -105,6 +106,8 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 			result = get_handler(step.kind)(call)
 		if isinstance(result, External):
 			return _begin_call(run, step, state, attempt, result, payload, key, started)
+		if isinstance(result, Park):
+			return _parked(run, step, state, result)
 		deadlines.check_inline(run.template, step, limit, time.perf_counter() - timer, not pure)
 		if result is None:
 			result = {}
@@ -138,6 +141,15 @@ def _begin_call(run, step, state, attempt, external, payload, key, started) -> s
 	state.update(call_id=call_id, call_deadline=_iso(deadline))
 	run.calls.append(PendingCall(run.name, step.id, call_id, attempt, external, payload, key, started))
 	return "running"
+
+
+def _parked(run, step, state, park) -> str:
+	"""A handler asked to wait (kinds.base.Park): the step waits, its effects commit with the run; its
+	attempt is recorded when it is completed (runs.complete_step)."""
+	state.update(park.state)
+	state.update(status="waiting", parked_at=_iso(clock.now()), waiting_for=park.waiting_for)
+	state.pop("error", None)
+	return "waiting"
 
 
 def finish_call(run: RunRecord, step: Step, call: PendingCall) -> str | None:
@@ -197,9 +209,9 @@ def recover_lost_calls(run: RunRecord) -> None:
 		state["lost_calls"] = lost
 		if lost > MAX_LOST_CALLS:
 			message = f"its worker stopped during the call {lost} times before recording an answer"
-			state.update(status="failed", error=message, completed_at=_iso(now))
-			fail_run(run, f"Step '{step_id}' failed: {message}")
-			return
+			if fail_step(run, step, message) == "failed":
+				return
+			continue
 		state["error"] = "the worker making this call stopped before recording its answer; calling again"
 		execute(run, step)
 
@@ -251,9 +263,29 @@ def _failed(run, step, state, attempt, error, started, timer, payload, key, pend
 		state.update(status="scheduled", due=_iso(due), pending=row)
 		wake_timer_if_soon(due, now)
 		return "scheduled"
-	state.update(status="failed", completed_at=_iso(now))
-	label = f" ({step.label})" if step.label else ""
 	tries = f" after {budget_used} attempts" if budget_used > 1 else ""
+	return fail_step(run, step, message, tries)
+
+
+def fail_step(run: RunRecord, step: Step, message: str, tries: str = "") -> str:
+	"""A step that failed for good (its retries spent): its `on_error` decides. "fail" fails the run;
+	"continue" completes it with {"error", "failed": true} and the run goes on; "branch" completes it
+	with {"branch": "error", "error"}: its error-branch children run, its other successors are skipped
+	(engine/planner.py). Returns the step's new status. Other kinds' runtimes (a failed child run, a
+	lost call) fail their steps through here too."""
+	state = run.states.setdefault(step.id, {})
+	now = _iso(clock.now())
+	state["error"] = message
+	if step.on_error == "continue":
+		state.update(status="completed", completed_at=now, result={"error": message, "failed": True})
+		state["handled_error"] = "continue"
+		return "completed"
+	if step.on_error == "branch":
+		state.update(status="completed", completed_at=now, result={"branch": "error", "error": message})
+		state["handled_error"] = "branch"
+		return "completed"
+	state.update(status="failed", completed_at=now)
+	label = f" ({step.label})" if step.label else ""
 	fail_run(run, f"Step '{step.id}'{label} failed{tries}: {message}")
 	return "failed"
 
@@ -308,6 +340,24 @@ def park(run: RunRecord, step: Step) -> None:
 		due = now + datetime.timedelta(seconds=step.timeout)
 		state["timeout_row"] = store.insert_pending(run.name, step.id, due, "timeout")
 		state["timeout_at"] = _iso(due)
+
+
+def complete_waiting(
+	run: RunRecord, step: Step, result: dict, attempt: int | None = None, by: str | None = None
+) -> None:
+	"""Complete a step that waited (a person, an event, a child run, a timeout) with `result`, on its
+	locked run: the state, the attempt log and the run's step count. The caller settles and saves."""
+	state = run.states.setdefault(step.id, {})
+	now = clock.now()
+	attempt = attempt or int(state.get("attempts") or 1)
+	state.update(status="completed", completed_at=_iso(now), result=result, attempts=attempt)
+	if by:
+		state["completed_by"] = by
+	state.pop("error", None)
+	store.record_attempt(
+		run, step.id, step.kind, attempt, "completed", now, 0, None, result, None, f"{run.name}:{step.id}"
+	)
+	run.steps_executed += 1
 
 
 def skip(run: RunRecord, step: Step, reason: str) -> None:

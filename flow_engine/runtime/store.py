@@ -21,7 +21,8 @@ TERMINAL = ("completed", "failed", "cancelled")
 RUN_COLUMNS = (
 	"name, template, template_version, status, trigger_event, reference_doctype, reference_name, customer, "
 	"source, started_by, parent_run, schedule, depth, started_at, completed_at, waves, steps_executed, error, "
-	"input, variables, step_state, doc_snapshot, modified, lease_until, lease_owner, infra_failures"
+	"input, variables, step_state, doc_snapshot, modified, lease_until, lease_owner, infra_failures, "
+	"parent_step, item_index, scope, item"
 )
 
 
@@ -79,6 +80,10 @@ class RunRecord:
 	unsaved_attempts: list = field(default_factory=list)  # written with the run row (save_run)
 	calls: list = field(default_factory=list)  # external calls begun, to make once committed (runs.py)
 	loaded_status: str | None = None  # the status stored when loaded: `lifecycle` tells a run just ended
+	parent_step: str | None = None  # the parent run's call_flow / for_each step that started it
+	item_index: int | None = None  # for_each: this run's item (see runtime/children.py)
+	scope: str | None = None  # for_each: the step whose body this run plans
+	item: Any = None
 
 	@property
 	def is_terminal(self) -> bool:
@@ -133,6 +138,10 @@ def load_run(name: str, lock: bool = False) -> RunRecord | None:
 		lease_until=row.lease_until,
 		lease_owner=row.lease_owner,
 		infra_failures=int(row.infra_failures or 0),
+		parent_step=row.parent_step,
+		item_index=row.item_index if row.scope else None,
+		scope=row.scope or None,
+		item=loads(row.item, default=None) if row.scope else None,
 	)
 
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import frappe
 from frappe import _
 
+from flow_engine.engine import children, vocabulary
 from flow_engine.engine import definition as definition_language
-from flow_engine.engine import vocabulary
 from flow_engine.engine.definition import Definition, build
 from flow_engine.engine.errors import DefinitionError, Issue
 from flow_engine.engine.validation import validate
@@ -68,6 +68,9 @@ def on_validate(doc) -> None:
 	]
 	raw["trigger"] = trigger_fields.from_fields(doc)
 	issues += validate_definition(raw, doc.trigger_doctype)
+	from flow_engine.runtime.children import check_flow_calls
+
+	issues += check_flow_calls(doc, raw)  # call_flow: unknown flows, cycles between flows
 	if doc.payload_schema:
 		schema_issues = _check_payload_schema(doc.payload_schema)
 		issues += schema_issues
@@ -185,15 +188,18 @@ def store_version(template: str, version: int, text: str) -> None:
 		).db_insert()
 
 
-def definition_for(template: str, version: int) -> Definition:
-	"""The definition a run is pinned to; edits never change it."""
-	key = f"{template}::{version}"
+def definition_for(template: str, version: int, scope: str | None = None, whole: bool = False) -> Definition:
+	"""The definition a run is pinned to; edits never change it. A run plans the flow's top level; an
+	item run of a for_each (`scope`: that step's id) plans only its body (engine/children.py).
+	`whole`: every step, bodies included (what the editor draws)."""
+	base = f"{template}::{version}"
+	key = base + ("::*" if whole else f"::{scope}" if scope else "")
 	local = getattr(frappe.local, "flow_engine_definitions", None)
 	if local is None:
 		local = frappe.local.flow_engine_definitions = {}
 	if key in local:
 		return local[key]
-	text = frappe.cache.hget(DEFINITIONS_CACHE, key)
+	text = frappe.cache.hget(DEFINITIONS_CACHE, base)
 	if text is None:
 		text = frappe.db.get_value(
 			"Flow Template Version", {"template": template, "version": version}, "definition"
@@ -202,8 +208,12 @@ def definition_for(template: str, version: int) -> Definition:
 			text = frappe.db.get_value("Flow Template", template, "flow_definition")
 		if text is None:
 			raise FlowValidationError(_("Flow '{0}' has no version {1}").format(template, version))
-		frappe.cache.hset(DEFINITIONS_CACHE, key, text)
-	definition = build(definition_language.load(text), get_catalog())
+		frappe.cache.hset(DEFINITIONS_CACHE, base, text)
+	catalog = get_catalog()
+	raw = definition_language.load(text)
+	if not whole and (scope or children.has_bodies(raw, catalog.resolve)):
+		raw = children.scoped(raw, scope, catalog.resolve)
+	definition = build(raw, catalog)
 	local[key] = definition
 	return definition
 

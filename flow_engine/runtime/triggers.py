@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 import frappe
 
 from flow_engine.engine import conditions
-from flow_engine.runtime import business_events, jobs, runs, store
+from flow_engine.runtime import business_events, jobs, runs, store, waits
 from flow_engine.runtime.context import DocView, resolve_customer
 
 # the map's shape is part of the key: code reading a new shape never meets a map cached by older code
@@ -27,6 +27,7 @@ OWN_DOCTYPES = frozenset(
 		"Flow Step Pending",
 		"Flow Step Attempt",
 		"Flow Schedule",
+		"Flow Wait",
 	}
 )
 IGNORED_DOCTYPES = OWN_DOCTYPES | {
@@ -119,6 +120,8 @@ def on_doc_event(doc, method: str | None = None) -> None:
 	"""doc_events["*"] handler for every supported event."""
 	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
 		return
+	if method != "on_change":  # on_change reaches waits through on_doc_change, for every doctype
+		_resume_waits(waits.on_doc_event, doc, method)
 	by_method = get_trigger_map()["doctypes"].get(doc.doctype)
 	if not by_method:
 		return
@@ -161,6 +164,24 @@ def on_doc_event(doc, method: str | None = None) -> None:
 			frappe.log_error(
 				title=f"flow_engine: trigger of flow '{entry['template']}' failed on {doc.doctype} {doc.name}"
 			)
+
+
+def on_doc_change(doc, method: str | None = None) -> None:
+	"""doc_events["*"]["on_change"]: wait_for steps waiting for a change (a save, a submit, a db_set)."""
+	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
+		return
+	_resume_waits(waits.on_doc_event, doc, "on_change")
+
+
+def _resume_waits(check: Callable, *args) -> None:
+	"""Resume the wait_for steps an event satisfies; whatever goes wrong, the user's save goes on
+	(unless the database has rolled their transaction back: then the error goes up, see _start_safely)."""
+	try:
+		check(*args)
+	except frappe.QueryDeadlockError:
+		raise
+	except Exception:
+		frappe.log_error(title="flow_engine: resuming wait_for steps failed")
 
 
 class TriggerCustomer(Mapping):
@@ -256,6 +277,7 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 	started = []
 	if isinstance(doc, str):
 		raise TypeError("dispatch_event takes a Document (or None) for doc")
+	_resume_waits(waits.on_custom_event, event, doc, payload)  # wait_for steps with this correlation key
 	for entry in entries:
 		if entry.get("doctype") and doc is not None and doc.doctype != entry["doctype"]:
 			continue

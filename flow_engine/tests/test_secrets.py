@@ -300,9 +300,13 @@ class TestSecrets(FlowTestCase):
 				"started_at",
 				"completed_at",
 				"steps",
+				"parent_run",  # the family of runs, by name and status only (call_flow, for_each)
+				"item_index",
+				"children",
 				"redacted",
 			},
 		)
+		self.assertEqual(run["children"], [])
 		self.assertEqual(run["status"], "failed")
 		self.assertEqual(run["error"], "Failed at step 'fail'")
 		self.assertEqual(run["steps"]["v"]["status"], "completed")

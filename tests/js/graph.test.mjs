@@ -22,6 +22,7 @@ import {
 	parkedSteps,
 	parseImport,
 	positionsFor,
+	removeCase,
 	removeStep,
 	renameStep,
 	rowsToCondition,
@@ -359,4 +360,370 @@ test("run view: parked manual steps can be completed", () => {
 		],
 	});
 	assert.deepEqual(parkedSteps(def, { a: { status: "waiting" }, b: { status: "scheduled" } }), ["a"]);
+});
+
+// ------------------------------------------------------------------ #14: richer flows
+
+import {
+	addBranch,
+	branchBody,
+	branchesFor,
+	childRunsOf,
+	describeItems,
+	dryRunItems,
+	dryRunWaves,
+	enclosingLoop,
+	entryErrors,
+	inputCount,
+	isMerge,
+	joinOf,
+	loopFrames,
+	newCaseName,
+	ranks,
+	renameBranch,
+	setJoin,
+	setOnError,
+	takenBranches,
+	waitingReason,
+} from "../../flow_engine/public/js/flow_editor/graph.js";
+
+const switchStep = (extra = {}) => ({
+	id: "sw",
+	kind: "switch",
+	payload: {
+		cases: [
+			{ name: "big", condition: { field: "doc.grand_total", op: ">", value: 1000 } },
+			{ name: "medium", condition: {} },
+			{ name: "small", condition: {} },
+		],
+		default: "default",
+	},
+	...extra,
+});
+
+test("branchesFor mirrors catalog.branches_for: static, switch cases + default, inclusive names, error", () => {
+	assert.deepEqual(branchesFor({ id: "c", kind: "condition" }, { branches: ["yes", "no"] }), ["yes", "no"]);
+	assert.deepEqual(branchesFor({ id: "c", kind: "condition" }), ["yes", "no"], "built-in without a catalog");
+	assert.deepEqual(branchesFor(switchStep(), { branches: [] }), ["big", "medium", "small", "default"]);
+	assert.deepEqual(branchesFor({ id: "s", kind: "switch", payload: {} }), ["default"]);
+	assert.deepEqual(
+		branchesFor({ id: "i", kind: "inclusive", payload: { branches: [{ name: "email" }, { name: "sms" }] } }),
+		["email", "sms"]
+	);
+	assert.deepEqual(branchesFor({ id: "a", kind: "approval" }, { branches: ["approved", "rejected", "timed_out"] }), [
+		"approved",
+		"rejected",
+		"timed_out",
+	]);
+	assert.deepEqual(branchesFor({ id: "w", kind: "wait_for" }), ["event", "timeout"]);
+	assert.deepEqual(branchesFor({ id: "f", kind: "for_each" }), ["each"]);
+	assert.deepEqual(branchesFor({ id: "n", kind: "notify" }, { branches: [] }), []);
+	assert.deepEqual(branchesFor({ id: "n", kind: "notify", on_error: "branch" }, { branches: [] }), ["error"]);
+	assert.deepEqual(branchesFor(switchStep({ on_error: "branch" })), ["big", "medium", "small", "default", "error"]);
+	assert.deepEqual(branchesFor({ id: "n", kind: "notify", on_error: "continue" }), []);
+	// a case named like the default is listed once; blank names and non-objects are ignored
+	assert.deepEqual(
+		branchesFor({ id: "s", kind: "switch", payload: { cases: [{ name: "default" }, { name: " " }, "x", { name: "y" }] } }),
+		["default", "y"]
+	);
+	// the default branch may have its own name
+	assert.deepEqual(branchesFor({ id: "s", kind: "switch", payload: { cases: [{ name: "a" }], default: "other" } }), [
+		"a",
+		"other",
+	]);
+});
+
+test("a palette add after a for_each goes into its loop, never into an error branch", () => {
+	assert.equal(addBranch({ id: "f", kind: "for_each", on_error: "branch" }), "each");
+	assert.equal(addBranch(switchStep()), "big");
+	assert.equal(addBranch({ id: "n", kind: "notify", on_error: "branch" }), null);
+	assert.equal(addBranch({ id: "n", kind: "notify" }), null);
+});
+
+test("the auto layout spreads a switch's four branches side by side without overlap", () => {
+	const def = normalise({
+		steps: [
+			switchStep(),
+			{ id: "b", kind: "comment", parent_id: "sw", branch: "big" },
+			{ id: "m", kind: "comment", parent_id: "sw", branch: "medium" },
+			{ id: "s", kind: "comment", parent_id: "sw", branch: "small" },
+			{ id: "d", kind: "comment", parent_id: "sw", branch: "default" },
+		],
+	});
+	const pos = autoLayout(def, { switch: { branches: [] } });
+	const xs = ["b", "m", "s", "d"].map((id) => pos[id].x);
+	assert.deepEqual([...xs].sort((a, b) => a - b), xs, "in case order, left to right");
+	for (let i = 1; i < xs.length; i++) assert.ok(xs[i] - xs[i - 1] >= NODE_WIDTH, "no overlap");
+	assert.equal(new Set(["b", "m", "s", "d"].map((id) => pos[id].y)).size, 1, "one row");
+	// centred under the switch
+	const mid = (xs[0] + xs[3]) / 2;
+	assert.ok(Math.abs(mid - pos.sw.x) <= 1, `centred: ${mid} vs ${pos.sw.x}`);
+});
+
+test("join and on_error are stored only when not the default", () => {
+	let def = normalise({
+		steps: [
+			{ id: "a", kind: "comment" },
+			{ id: "b", kind: "comment" },
+			{ id: "j", kind: "comment", depends_on: ["a", "b"] },
+		],
+	});
+	assert.equal(inputCount(stepById(def, "j")), 2);
+	assert.equal(inputCount(stepById(def, "a")), 0);
+	assert.deepEqual(joinOf(stepById(def, "j")), { mode: "all", n: null });
+	def = setJoin(def, "j", "any");
+	assert.equal(stepById(def, "j").join, "any");
+	def = setJoin(def, "j", "n", "2");
+	assert.equal(stepById(def, "j").join, 2);
+	assert.deepEqual(joinOf(stepById(def, "j")), { mode: "n", n: 2 });
+	def = setJoin(def, "j", "n", "0");
+	assert.equal(stepById(def, "j").join, 1, "n is at least 1");
+	def = setJoin(def, "j", "all");
+	assert.ok(!("join" in stepById(def, "j")));
+	def = setOnError(def, "a", "branch");
+	assert.equal(stepById(def, "a").on_error, "branch");
+	def = setOnError(def, "a", "fail");
+	assert.ok(!("on_error" in stepById(def, "a")));
+	assert.ok(JSON.parse(exportDefinition(setOnError(def, "b", "continue"))).steps[1].on_error === "continue");
+});
+
+test("renaming a case moves the steps of its branch along; duplicates are refused", () => {
+	const def = normalise({
+		steps: [
+			switchStep(),
+			{ id: "b", kind: "comment", parent_id: "sw", branch: "big" },
+			{ id: "b2", kind: "comment", parent_id: "sw", branch: "big", depends_on: ["b"] },
+			{ id: "m", kind: "comment", parent_id: "sw", branch: "medium" },
+		],
+	});
+	const { definition: out, error } = renameBranch(def, "sw", "big", "huge");
+	assert.equal(error, null);
+	assert.deepEqual(caseNamesOf(out), ["huge", "medium", "small"]);
+	assert.equal(stepById(out, "b").branch, "huge");
+	assert.equal(stepById(out, "b2").branch, "huge");
+	assert.equal(stepById(out, "m").branch, "medium");
+	assert.deepEqual(stepById(out, "sw").payload.cases[0].condition, { field: "doc.grand_total", op: ">", value: 1000 });
+	assert.match(renameBranch(def, "sw", "big", "medium").error, /already/);
+	assert.match(renameBranch(def, "sw", "big", "default").error, /already/);
+	assert.equal(stepById(def, "b").branch, "big", "input untouched");
+	assert.equal(newCaseName(stepById(def, "sw")), "case_1");
+	const d = normalise({ steps: [switchStep(), { id: "x", kind: "comment", parent_id: "sw", branch: "default" }] });
+	const renamed = renameBranch(d, "sw", "default", "otherwise").definition;
+	assert.equal(stepById(renamed, "sw").payload.default, "otherwise");
+	assert.equal(stepById(renamed, "x").branch, "otherwise");
+	const inc = normalise({ steps: [{ id: "i", kind: "inclusive", payload: { branches: [{ name: "case_1" }] } }] });
+	assert.equal(newCaseName(stepById(inc, "i")), "case_2");
+	assert.deepEqual(
+		stepById(renameBranch(inc, "i", "case_1", "email").definition, "i").payload.branches,
+		[{ name: "email" }]
+	);
+});
+
+function caseNamesOf(def) {
+	return stepById(def, "sw").payload.cases.map((c) => c.name);
+}
+
+const loopFlow = () =>
+	normalise({
+		steps: [
+			{ id: "start", kind: "comment" },
+			{ id: "loop", kind: "for_each", depends_on: ["start"], payload: { items: "{{doc.items}}" } },
+			{ id: "task", kind: "create_doc", parent_id: "loop", branch: "each" },
+			{ id: "note", kind: "comment", parent_id: "loop", branch: "each", depends_on: ["task"] },
+			{ id: "after", kind: "comment", depends_on: ["loop"] },
+		],
+	});
+
+test("a step added into a for_each goes into its 'each' body, at the end of it", () => {
+	let def = normalise({ steps: [{ id: "loop", kind: "for_each", payload: { items: "{{doc.items}}" } }] });
+	let r = addStep(def, "comment", { parent_id: "loop", branch: addBranch(stepById(def, "loop")) });
+	def = r.definition;
+	assert.equal(stepById(def, r.id).branch, "each");
+	r = addStep(def, "notify", { parent_id: "loop", branch: "each" });
+	assert.deepEqual(stepById(r.definition, r.id).depends_on, ["comment_1"], "chained in the body");
+	assert.deepEqual(branchBody(r.definition, "loop", "each"), ["comment_1", r.id]);
+	assert.equal(enclosingLoop(r.definition, r.id), "loop");
+	assert.equal(enclosingLoop(r.definition, "loop"), null);
+	const paths = variablePaths(r.definition, r.id).map((p) => p.path);
+	assert.ok(paths.includes("item") && paths.includes("item_index"), "body templates offer {{item}}");
+	assert.ok(!variablePaths(r.definition, "loop").map((p) => p.path).includes("item"));
+});
+
+test("the loop frame encloses the body; what follows the loop is laid out below it", () => {
+	const def = loopFlow();
+	const pos = autoLayout(def);
+	const rank = ranks(def);
+	assert.ok(rank.after > rank.note, "after the loop comes below its body");
+	const [frame] = loopFrames(def, pos);
+	assert.equal(frame.step_id, "loop");
+	assert.equal(frame.label, "for each {{doc.items}}");
+	assert.deepEqual(frame.body, ["task", "note"]);
+	for (const id of ["task", "note"]) {
+		assert.ok(pos[id].x >= frame.x && pos[id].x + NODE_WIDTH <= frame.x + frame.width, `${id} inside (x)`);
+		assert.ok(pos[id].y >= frame.y && pos[id].y + 64 <= frame.y + frame.height, `${id} inside (y)`);
+	}
+	for (const id of ["loop", "after", "start"]) {
+		const inside = pos[id].y >= frame.y && pos[id].y < frame.y + frame.height && pos[id].x + NODE_WIDTH > frame.x && pos[id].x < frame.x + frame.width;
+		assert.ok(!inside, `${id} outside the frame`);
+	}
+	// an empty loop still gets a frame; documents are described
+	const empty = normalise({ steps: [{ id: "l", kind: "for_each", payload: { items: { doctype: "Task", filters: { status: "Open" } } } }] });
+	const frames = loopFrames(empty, autoLayout(empty));
+	assert.equal(frames.length, 1);
+	assert.equal(frames[0].label, 'for each Task where {"status":"Open"}');
+	assert.equal(describeItems(""), "");
+	// removing the loop removes its body, and what followed it stays
+	const removed = removeStep(def, "loop");
+	assert.deepEqual(removed.steps.map((s) => s.id), ["start", "after"]);
+	assert.deepEqual(stepById(removed, "after").depends_on, ["start"]);
+});
+
+test("dry-run and run helpers: taken branches, waves, waiting reasons, child runs", () => {
+	assert.deepEqual(takenBranches({ branch: "big" }), ["big"]);
+	assert.deepEqual(takenBranches({ branches: ["email", "sms"] }), ["email", "sms"]);
+	assert.deepEqual(takenBranches({ branches: [] }), []);
+	assert.deepEqual(takenBranches(null), []);
+	const waves = dryRunWaves({
+		steps: [
+			{ step_id: "a", wave: 1 },
+			{ step_id: "b", wave: 2 },
+			{ step_id: "c", wave: 2 },
+		],
+	});
+	assert.deepEqual(
+		waves.map((w) => [w.wave, w.rows.map((r) => `${r.step_id}#${r.order}`)]),
+		[
+			[1, ["a#1"]],
+			[2, ["b#2", "c#3"]],
+		]
+	);
+	assert.equal(waitingReason({ status: "waiting", waiting_for: "approval" }), "waits for an approval");
+	assert.equal(waitingReason({ status: "waiting", waiting_for: "other" }), "waits for other");
+	assert.equal(waitingReason({ status: "completed" }), "");
+	const run = {
+		children: [
+			{ name: "R2", status: "completed", parent_step: "loop", item_index: 1 },
+			{ name: "R1", status: "failed", parent_step: "loop", item_index: 0 },
+			{ name: "R3", status: "running", parent_step: "loop", item_index: 2 },
+			{ name: "C1", status: "completed", parent_step: "call" },
+		],
+	};
+	const loop = childRunsOf(run, "loop");
+	assert.deepEqual(loop.rows.map((r) => r.name), ["R1", "R2", "R3"]);
+	assert.deepEqual([loop.total, loop.completed, loop.failed, loop.running], [3, 1, 1, 1]);
+	assert.equal(childRunsOf({ child_runs: run.children }, "call").total, 1);
+	assert.equal(childRunsOf({}, "loop").total, 0, "no child runs in the data: nothing to show");
+});
+
+test("steps added to a saved layout go under their branch handle and never on top of a node", () => {
+	const def = normalise({
+		steps: [
+			switchStep(),
+			{ id: "b", kind: "comment", parent_id: "sw", branch: "big" },
+			{ id: "d", kind: "comment", parent_id: "sw", branch: "default" },
+			{ id: "m", kind: "comment", parent_id: "sw", branch: "medium" },
+		],
+	});
+	const saved = { sw: { x: 0, y: 0 }, b: { x: -432, y: 120 } };
+	const pos = positionsFor(def, { positions: saved });
+	assert.deepEqual(pos.b, { x: -432, y: 120 }, "saved positions kept");
+	assert.ok(pos.d.x > pos.m.x, "default is right of medium");
+	const ids = Object.keys(pos);
+	for (const a of ids)
+		for (const b of ids)
+			if (a < b) {
+				const overlap = Math.abs(pos[a].x - pos[b].x) < NODE_WIDTH && Math.abs(pos[a].y - pos[b].y) < 64;
+				assert.ok(!overlap, `${a} and ${b} overlap`);
+			}
+});
+
+test("errors on a case land on that case; the field key drops the index", () => {
+	const errors = [
+		{ step_id: "sw", field: "payload.cases[1].name", message: "needs a name" },
+		{ step_id: "sw", field: "payload.cases[1].condition.field", message: "is required" },
+		{ step_id: "sw", field: "payload.cases", message: "is required" },
+		{ step_id: "sw", field: "join", message: "bad" },
+		{ step_id: "other", field: "payload.cases[0].name", message: "x" },
+	];
+	assert.deepEqual(entryErrors(errors, "sw", "cases"), { 1: ["name: needs a name", "condition.field: is required"] });
+	const keyed = fieldErrors(errors, "sw");
+	assert.equal(keyed.cases.length, 3);
+	assert.deepEqual(keyed.join, ["bad"]);
+});
+
+test("a step added after a loop in a saved layout goes below the loop's body", () => {
+	const def = loopFlow();
+	const saved = autoLayout(normalise({ steps: def.steps.filter((s) => s.id !== "after") }));
+	const pos = positionsFor(def, { positions: saved });
+	assert.ok(pos.after.y > pos.note.y, `after (${pos.after.y}) below the body (${pos.note.y})`);
+	const [frame] = loopFrames(def, pos);
+	assert.ok(pos.after.y >= frame.y + frame.height, "outside the frame");
+});
+
+test("a dry run's for_each rows are grouped per item", () => {
+	const row = {
+		step_id: "loop",
+		items: 3,
+		each: [
+			{ step_id: "a", item_index: 0 },
+			{ step_id: "b", item_index: 0 },
+			{ step_id: "a", item_index: 1 },
+			{ step_id: "a", item_index: 2 },
+		],
+	};
+	const out = dryRunItems(row);
+	assert.equal(out.count, 3);
+	assert.deepEqual(out.items.map((i) => [i.index, i.rows.map((r) => r.step_id)]), [
+		[0, ["a", "b"]],
+		[1, ["a"]],
+		[2, ["a"]],
+	]);
+	assert.deepEqual(dryRunItems({ items: null, each: [] }), { count: null, items: [] });
+	assert.equal(dryRunItems({ step_id: "x" }), null);
+});
+
+test("a join setting is offered where paths merge, not on a chain inside a branch", () => {
+	const def = normalise({
+		steps: [
+			{ id: "a", kind: "comment" },
+			{ id: "b", kind: "comment" },
+			{ id: "m", kind: "comment", depends_on: ["a", "b"] },
+			{ id: "c", kind: "condition" },
+			{ id: "y1", kind: "comment", parent_id: "c", branch: "yes" },
+			{ id: "y2", kind: "comment", parent_id: "c", branch: "yes", depends_on: ["y1"] },
+			{ id: "y3", kind: "comment", parent_id: "c", branch: "yes", depends_on: ["a"] },
+		],
+	});
+	const merge = (id) => isMerge(def, stepById(def, id));
+	assert.equal(merge("m"), true);
+	assert.equal(merge("a"), false);
+	assert.equal(merge("y1"), false, "first step of a branch: its parent only");
+	assert.equal(merge("y2"), false, "a chain in the branch");
+	assert.equal(inputCount(stepById(def, "y2")), 2, "(the engine still counts both)");
+	assert.equal(merge("y3"), true, "parent + a step from outside the branch");
+});
+
+test("removing a case removes the steps of its branch, and only those", () => {
+	const def = normalise({
+		steps: [
+			switchStep(),
+			{ id: "b", kind: "comment", parent_id: "sw", branch: "big" },
+			{ id: "b2", kind: "condition", parent_id: "sw", branch: "big", depends_on: ["b"] },
+			{ id: "b3", kind: "comment", parent_id: "b2", branch: "yes" },
+			{ id: "m", kind: "comment", parent_id: "sw", branch: "medium" },
+			{ id: "after", kind: "comment", depends_on: ["sw"] },
+		],
+	});
+	const out = removeCase(def, "sw", 0);
+	assert.deepEqual(stepById(out, "sw").payload.cases.map((c) => c.name), ["medium", "small"]);
+	assert.deepEqual(out.steps.map((s) => s.id), ["sw", "m", "after"]);
+	assert.equal(def.steps.length, 6, "input untouched");
+	// a duplicate name stays a branch: its steps stay
+	const dup = normalise({
+		steps: [
+			{ id: "i", kind: "inclusive", payload: { branches: [{ name: "x" }, { name: "x" }] } },
+			{ id: "s", kind: "comment", parent_id: "i", branch: "x" },
+		],
+	});
+	assert.deepEqual(removeCase(dup, "i", 1).steps.map((s) => s.id), ["i", "s"]);
 });

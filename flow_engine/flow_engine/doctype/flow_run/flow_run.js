@@ -33,6 +33,7 @@ frappe.ui.form.on("Flow Run", {
 			frappe.set_route("List", "Flow Step Attempt", { run: frm.doc.name })
 		);
 		add_replay(frm);
+		add_family(frm);
 		frappe.realtime.doc_subscribe("Flow Run", frm.doc.name);
 		frappe.realtime.off("flow_run_update");
 		frappe.realtime.on("flow_run_update", (data) => {
@@ -40,6 +41,19 @@ frappe.ui.form.on("Flow Run", {
 		});
 	},
 });
+
+// Child runs (issue 14): the runs a call_flow or for_each step started, and the run that started this one.
+function add_family(frm) {
+	if (frm.doc.parent_run) {
+		frm.add_custom_button(__("Parent run"), () => frappe.set_route("Form", "Flow Run", frm.doc.parent_run));
+	}
+	frappe.db.count("Flow Run", { filters: { parent_run: frm.doc.name } }).then((count) => {
+		if (!count) return;
+		frm.add_custom_button(__("Child runs ({0})", [count]), () =>
+			frappe.set_route("List", "Flow Run", { parent_run: frm.doc.name })
+		);
+	});
+}
 
 // Replay (issue 13): a new run from this run's trigger on the current or the original version, and
 // the two side by side.

@@ -16,6 +16,7 @@ class FlowRun(Document):
 	def on_trash(self):
 		frappe.db.delete("Flow Step Pending", {"run": self.name})
 		frappe.db.delete("Flow Step Attempt", {"run": self.name})
+		frappe.db.delete("Flow Wait", {"run": self.name})
 
 
 def on_doctype_update():

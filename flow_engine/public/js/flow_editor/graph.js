@@ -160,7 +160,7 @@ export function ranks(definition) {
 		visiting.add(id);
 		const step = stepById(definition, id);
 		let r = 0;
-		for (const pred of step ? predecessors(step) : []) {
+		for (const pred of step ? layoutPredecessors(definition, step) : []) {
 			if (stepById(definition, pred)) r = Math.max(r, visit(pred) + 1);
 		}
 		visiting.delete(id);
@@ -171,11 +171,23 @@ export function ranks(definition) {
 	return rank;
 }
 
+/** Predecessors for the layout: what follows a for_each (depends_on it) goes below the loop's body. */
+function layoutPredecessors(definition, step) {
+	const preds = predecessors(step);
+	for (const dep of step.depends_on || []) {
+		const other = stepById(definition, dep);
+		if (other && other.kind === "for_each") {
+			for (const id of branchBody(definition, dep, "each")) if (id !== step.id && !preds.includes(id)) preds.push(id);
+		}
+	}
+	return preds;
+}
+
 /**
  * Automatic top-down layout: one row per rank, children under their parents, the `yes` branch to the
  * left of the `no` branch, nodes never overlapping. Returns {id: {x, y}}.
  */
-export function autoLayout(definition) {
+export function autoLayout(definition, kinds = null) {
 	const rank = ranks(definition);
 	const rows = [];
 	definition.steps.forEach((step, index) => {
@@ -196,7 +208,7 @@ export function autoLayout(definition) {
 					(dep) => stepById(definition, dep)?.branch === item.step.branch
 				);
 				if (!sameBranchDep) {
-					const branches = branchesOf(parent);
+					const branches = branchesOf(parent, kinds);
 					const i = Math.max(0, branches.indexOf(item.step.branch));
 					hint = positions[item.step.parent_id].x + (i - (branches.length - 1) / 2) * pitch;
 				}
@@ -220,15 +232,250 @@ export function autoLayout(definition) {
 	return positions;
 }
 
-const DEFAULT_BRANCHES = ["yes", "no"];
-function branchesOf(step) {
-	return (step && step._branches) || DEFAULT_BRANCHES;
+function branchesOf(step, kinds) {
+	if (step && step._branches) return step._branches;
+	return branchesFor(step, kinds ? kinds[step && step.kind] : undefined);
+}
+
+// ------------------------------------------------------------------ branches (mirror of catalog.branches_for)
+
+/** Static branches of the built-in branching kinds, used when no catalog entry is at hand. */
+export const KIND_BRANCHES = {
+	condition: ["yes", "no"],
+	for_each: ["each"],
+	wait_for: ["event", "timeout"],
+	approval: ["approved", "rejected", "timed_out"],
+};
+export const ERROR_BRANCH = "error";
+export const DEFAULT_CASE = "default";
+export const JOIN_MODES = ["all", "any", "n"];
+export const ON_ERROR_MODES = ["fail", "continue", "branch"];
+
+/** Names of a switch's cases / an inclusive gateway's branches, from the step's payload. */
+export function caseNames(step) {
+	const payload = (step && step.payload) || {};
+	const list = step && step.kind === "inclusive" ? payload.branches : payload.cases;
+	if (!Array.isArray(list)) return [];
+	return list
+		.filter((c) => c && typeof c === "object")
+		.map((c) => c.name)
+		.filter((n, i, all) => typeof n === "string" && n.trim() && all.indexOf(n) === i);
+}
+
+/** The branch a switch takes when no case holds: payload.default, else "default". */
+export function defaultCase(step) {
+	const name = ((step && step.payload) || {}).default;
+	return typeof name === "string" && name.trim() ? name : DEFAULT_CASE;
+}
+
+/**
+ * The branches a step offers, the editor's copy of the engine's `catalog.branches_for(step)`: the kind's
+ * static `branches` (`kindSpec` from the catalog; built-in ones when absent), or for a switch the payload's
+ * case names + "default", for an inclusive gateway its branch names; plus "error" when the step's
+ * on_error is "branch". Each name once, in that order.
+ */
+export function branchesFor(step, kindSpec) {
+	if (!step) return [];
+	let names;
+	if (step.kind === "switch") names = [...caseNames(step), defaultCase(step)];
+	else if (step.kind === "inclusive") names = caseNames(step);
+	else if (kindSpec && Array.isArray(kindSpec.branches) && kindSpec.branches.length) names = [...kindSpec.branches];
+	else names = [...(KIND_BRANCHES[step.kind] || [])];
+	if (step.on_error === "branch") names.push(ERROR_BRANCH);
+	return names.filter((name, i) => names.indexOf(name) === i);
+}
+
+/** The branch a palette add goes into when `step` is selected: its first own branch (never "error"). */
+export function addBranch(step, kindSpec) {
+	const own = branchesFor(step, kindSpec).filter((b) => b !== ERROR_BRANCH);
+	return own.length ? own[0] : null;
+}
+
+/** Steps with more than one input (depends_on and/or parent) get a join setting. */
+export function inputCount(step) {
+	return predecessors(step || {}).length;
+}
+
+/**
+ * Whether a step merges paths (so a join setting means something): several depends_on, or a depends_on
+ * from outside its branch next to its parent. A chain inside a branch (previous step + parent) is not.
+ */
+export function isMerge(definition, step) {
+	if (!step) return false;
+	const deps = (step.depends_on || []).filter((d) => d !== step.parent_id);
+	const sameBranch = deps.some((d) => {
+		const other = stepById(definition, d);
+		return other && other.parent_id === step.parent_id && other.branch === step.branch;
+	});
+	return deps.length + (step.parent_id && !sameBranch ? 1 : 0) > 1;
+}
+
+/** The step's join as the editor shows it: {mode: "all"|"any"|"n", n}. */
+export function joinOf(step) {
+	const join = step && step.join;
+	if (join === "any") return { mode: "any", n: null };
+	if (Number.isInteger(join) || (typeof join === "string" && /^\d+$/.test(join))) {
+		return { mode: "n", n: Number(join) };
+	}
+	return { mode: "all", n: null };
+}
+
+/** Set a step's join (`mode` all|any|n, `n` for "n"); "all" is the default and is not stored. */
+export function setJoin(definition, id, mode, n = null) {
+	const def = normalise(definition);
+	const step = stepById(def, id);
+	if (!step) return def;
+	if (mode === "any") step.join = "any";
+	else if (mode === "n") step.join = Math.max(1, parseInt(n, 10) || 1);
+	else delete step.join;
+	return def;
+}
+
+/** Set a step's on_error ("fail" is the default and is not stored). */
+export function setOnError(definition, id, mode) {
+	const def = normalise(definition);
+	const step = stepById(def, id);
+	if (!step) return def;
+	if (mode === "continue" || mode === "branch") step.on_error = mode;
+	else delete step.on_error;
+	return def;
+}
+
+/** Rename a branch of `parentId`: the case in its payload and the steps in that branch follow. */
+export function renameBranch(definition, parentId, oldName, newName) {
+	const def = normalise(definition);
+	const parent = stepById(def, parentId);
+	if (!parent || !newName || oldName === newName) return { definition: def, error: null };
+	if (branchesFor(parent).includes(newName)) {
+		return { definition: def, error: `'${parentId}' has a branch '${newName}' already` };
+	}
+	if (parent.kind === "switch" && oldName === defaultCase(parent)) {
+		parent.payload.default = newName;
+	} else {
+		const key = parent.kind === "inclusive" ? "branches" : "cases";
+		const list = Array.isArray(parent.payload[key]) ? parent.payload[key] : [];
+		parent.payload[key] = list.map((c) => (c && c.name === oldName ? { ...c, name: newName } : c));
+	}
+	for (const step of def.steps) {
+		if (step.parent_id === parentId && step.branch === oldName) step.branch = newName;
+	}
+	return { definition: def, error: null };
+}
+
+/** Errors of a list entry: {index: [message]} for `payload.<key>[index]…` paths of step `stepId`. */
+export function entryErrors(errors, stepId, key) {
+	const out = {};
+	const re = new RegExp(`^payload\\.${key}\\[(\\d+)\\](?:\\.(.*))?$`);
+	for (const error of errors || []) {
+		if (error.step_id !== stepId) continue;
+		const m = re.exec(error.field || "");
+		if (!m) continue;
+		(out[m[1]] = out[m[1]] || []).push(m[2] ? `${m[2]}: ${error.message}` : error.message);
+	}
+	return out;
+}
+
+/** Remove the case / inclusive branch `name` of `parentId` and the steps of its branch. */
+export function removeCase(definition, parentId, index) {
+	let def = normalise(definition);
+	const parent = stepById(def, parentId);
+	if (!parent) return def;
+	const key = parent.kind === "inclusive" ? "branches" : "cases";
+	const list = Array.isArray(parent.payload[key]) ? [...parent.payload[key]] : [];
+	const [gone] = list.splice(index, 1);
+	parent.payload[key] = list;
+	const name = gone && typeof gone === "object" ? gone.name : null;
+	if (name && !branchesFor(parent).includes(name)) {
+		const members = def.steps.filter((s) => s.parent_id === parentId && s.branch === name).map((s) => s.id);
+		for (const id of members) def = removeStep(def, id);
+	}
+	return def;
+}
+
+/** A free case name: "case_1", "case_2", … */
+export function newCaseName(step) {
+	const taken = new Set(branchesFor(step));
+	let n = 1;
+	while (taken.has(`case_${n}`)) n += 1;
+	return `case_${n}`;
+}
+
+/** Ids of the steps inside `id`'s branch `branch` (its members and everything nested in them). */
+export function branchBody(definition, id, branch) {
+	const inside = new Set(
+		definition.steps.filter((s) => s.parent_id === id && (!branch || s.branch === branch)).map((s) => s.id)
+	);
+	let grew = true;
+	while (grew) {
+		grew = false;
+		for (const s of definition.steps) {
+			if (!inside.has(s.id) && s.parent_id && inside.has(s.parent_id)) {
+				inside.add(s.id);
+				grew = true;
+			}
+		}
+	}
+	return definition.steps.filter((s) => inside.has(s.id)).map((s) => s.id);
+}
+
+/** A short text for a for_each's items: the template, or "Task where {...}" for documents. */
+export function describeItems(items) {
+	if (items === undefined || items === null || items === "") return "";
+	if (typeof items === "string") return items;
+	if (typeof items === "object" && !Array.isArray(items) && items.doctype) {
+		const filters = items.filters && Object.keys(items.filters).length ? ` where ${JSON.stringify(items.filters)}` : "";
+		return `${items.doctype}${filters}`;
+	}
+	return JSON.stringify(items);
+}
+
+export const FRAME_PAD = 18;
+export const FRAME_HEAD = 30;
+
+/**
+ * Frames to draw around the bodies of for_each steps: [{id, step_id, x, y, width, height, label}] from
+ * the node positions. A body without steps gets an empty frame under its loop.
+ */
+export function loopFrames(definition, positions) {
+	const frames = [];
+	for (const step of definition.steps) {
+		if (step.kind !== "for_each") continue;
+		const at = positions[step.id];
+		if (!at) continue;
+		const body = branchBody(definition, step.id, "each").filter((id) => positions[id]);
+		let box;
+		if (body.length) {
+			const xs = body.map((id) => positions[id].x);
+			const ys = body.map((id) => positions[id].y);
+			box = {
+				x: Math.min(...xs) - FRAME_PAD,
+				y: Math.min(...ys) - FRAME_HEAD,
+				right: Math.max(...xs) + NODE_WIDTH + FRAME_PAD,
+				bottom: Math.max(...ys) + NODE_HEIGHT + FRAME_PAD,
+			};
+		} else {
+			const y = at.y + NODE_HEIGHT + GAP_Y - FRAME_HEAD;
+			box = { x: at.x - FRAME_PAD, y, right: at.x + NODE_WIDTH + FRAME_PAD, bottom: y + FRAME_HEAD + 40 };
+		}
+		const items = describeItems((step.payload || {}).items);
+		frames.push({
+			id: `loop:${step.id}`,
+			step_id: step.id,
+			x: box.x,
+			y: box.y,
+			width: box.right - box.x,
+			height: box.bottom - box.y,
+			label: items ? `for each ${items}` : "for each item",
+			body,
+		});
+	}
+	return frames;
 }
 
 /** Saved positions where present; the automatic layout for steps without one. */
-export function positionsFor(definition, layout) {
+export function positionsFor(definition, layout, kinds = null) {
 	const saved = (layout && layout.positions) || layout || {};
-	const auto = autoLayout(definition);
+	const auto = autoLayout(definition, kinds);
 	const out = {};
 	const anySaved = definition.steps.some((s) => saved[s.id]);
 	for (const step of definition.steps) {
@@ -236,11 +483,29 @@ export function positionsFor(definition, layout) {
 			out[step.id] = { x: saved[step.id].x, y: saved[step.id].y };
 		} else if (anySaved) {
 			// a new step: below its lowest predecessor (or below everything)
-			const preds = predecessors(step).filter((p) => out[p] || saved[p]);
+			const preds = layoutPredecessors(definition, step).filter((p) => out[p] || saved[p]);
 			const below = preds.map((p) => out[p] || saved[p]);
 			const maxY = Math.max(0, ...Object.values(out).map((p) => p.y), ...below.map((p) => p.y));
-			const x = below.length ? below.reduce((s, p) => s + p.x, 0) / below.length : 0;
-			out[step.id] = { x: Math.round(x), y: (below.length ? Math.max(...below.map((p) => p.y)) : maxY) + NODE_HEIGHT + GAP_Y };
+			let x = below.length ? below.reduce((s, p) => s + p.x, 0) / below.length : 0;
+			const parentAt = step.parent_id && (out[step.parent_id] || saved[step.parent_id]);
+			const firstOfBranch = !(step.depends_on || []).some(
+				(dep) => stepById(definition, dep)?.parent_id === step.parent_id && stepById(definition, dep)?.branch === step.branch
+			);
+			if (parentAt && firstOfBranch) {
+				// the first step of a branch: under its handle (branches spread left to right)
+				const branches = branchesOf(stepById(definition, step.parent_id), kinds);
+				const i = Math.max(0, branches.indexOf(step.branch));
+				x = parentAt.x + (i - (branches.length - 1) / 2) * (NODE_WIDTH + GAP_X);
+			}
+			const y = (below.length ? Math.max(...below.map((p) => p.y)) : maxY) + NODE_HEIGHT + GAP_Y;
+			// never on top of a placed node: step right until free
+			const placed = definition.steps
+				.filter((o) => o.id !== step.id)
+				.map((o) => out[o.id] || (saved[o.id] && Number.isFinite(saved[o.id].x) ? saved[o.id] : null))
+				.filter(Boolean);
+			const taken = () => placed.some((p) => Math.abs(p.x - x) < NODE_WIDTH && Math.abs(p.y - y) < NODE_HEIGHT);
+			for (let guard = 0; guard < 50 && taken(); guard++) x += NODE_WIDTH + GAP_X;
+			out[step.id] = { x: Math.round(x), y };
 		} else {
 			out[step.id] = auto[step.id];
 		}
@@ -512,6 +777,7 @@ export function fieldErrors(errors, stepId) {
 		const path = error.field || "";
 		let key = path.split(".")[0] || "step";
 		if (key === "payload") key = path.split(".")[1] || "payload";
+		key = key.replace(/\[\d+\]$/, ""); // payload.cases[1].name → cases
 		(out[key] = out[key] || []).push(error.message);
 	}
 	return out;
@@ -592,6 +858,11 @@ export function variablePaths(definition, stepId, docFields = [], kinds = {}) {
 		}
 	}
 	for (const v of vars) add(`variables.${v}`, v, "Variables");
+	const loop = stepId ? enclosingLoop(definition, stepId) : null;
+	if (loop) {
+		add("item", `Item of ${loop}`, "Loop item");
+		add("item_index", "Item index (0, 1, …)", "Loop item");
+	}
 	for (const id of earlier) {
 		const step = stepById(definition, id);
 		const title = (step && step.label) || id;
@@ -614,11 +885,30 @@ function resultKeys(kind) {
 		{
 			create_doc: ["name", "doctype"],
 			condition: ["branch"],
+			switch: ["branch"],
+			inclusive: ["branches"],
+			for_each: ["count", "results", "failed"],
+			call_flow: ["run", "status", "variables"],
+			wait_for: ["branch", "doctype", "name"],
+			approval: ["branch", "decided_by", "comment"],
 			webhook: ["status_code", "body"],
 			assign: ["assigned"],
 			update_doc: ["name"],
 		}[kind] || []
 	);
+}
+
+/** The for_each whose body holds `stepId` (the nearest), or null. */
+export function enclosingLoop(definition, stepId) {
+	let step = stepById(definition, stepId);
+	const seen = new Set();
+	while (step && step.parent_id && !seen.has(step.id)) {
+		seen.add(step.id);
+		const parent = stepById(definition, step.parent_id);
+		if (parent && parent.kind === "for_each" && step.branch === "each") return parent.id;
+		step = parent;
+	}
+	return null;
 }
 
 /** Insert `{{path}}` into `text` at [start, end); returns {text, cursor}. */
@@ -715,4 +1005,75 @@ export function parkedSteps(definition, states) {
 		.filter((step) => statusOf(states, step.id) === "waiting")
 		.filter((step) => ["manual", "on_webhook"].includes(stepTrigger(step).type))
 		.map((step) => step.id);
+}
+
+/** Branches a step took, from its (run or dry-run) result: `branch`, or an inclusive's `branches`. */
+export function takenBranches(result) {
+	if (!result || typeof result !== "object") return [];
+	if (Array.isArray(result.branches)) return result.branches.filter((b) => typeof b === "string");
+	return typeof result.branch === "string" && result.branch ? [result.branch] : [];
+}
+
+/** Dry-run rows grouped by wave: [{wave, rows: [{...row, order}]}] in wave order. */
+export function dryRunWaves(result) {
+	const waves = new Map();
+	((result && result.steps) || []).forEach((row, i) => {
+		const wave = row.wave ?? 0;
+		if (!waves.has(wave)) waves.set(wave, []);
+		waves.get(wave).push({ ...row, order: i + 1 });
+	});
+	return [...waves.entries()].sort((a, b) => a[0] - b[0]).map(([wave, rows]) => ({ wave, rows }));
+}
+
+/**
+ * A for_each's expansion in a dry-run row: {count, items: [{index, rows}]} from the engine's `each` (the
+ * body's rows, each with its item_index) and `items` (how many items; null for documents not counted),
+ * or null when the row is no loop.
+ */
+export function dryRunItems(row) {
+	if (!row || !Array.isArray(row.each)) return null;
+	const byIndex = new Map();
+	for (const sub of row.each) {
+		const index = sub.item_index ?? 0;
+		if (!byIndex.has(index)) byIndex.set(index, []);
+		byIndex.get(index).push(sub);
+	}
+	const items = [...byIndex.entries()].sort((a, b) => a[0] - b[0]).map(([index, rows]) => ({ index, rows }));
+	const count = Number.isFinite(row.items) ? row.items : Array.isArray(row.items) ? row.items.length : null;
+	return { count, items };
+}
+
+/** Why a parked step waits, for people: state.waiting_for (+ details) → text. */
+export function waitingReason(state) {
+	if (!state || !state.waiting_for) return "";
+	const w = state.waiting_for;
+	const text = {
+		manual: "waits for a user to complete it",
+		on_webhook: "waits for its webhook callback",
+		event: "waits for an event",
+		approval: "waits for an approval",
+		child_run: "waits for its child run",
+		items: "waits for its items",
+	}[w];
+	return text || `waits for ${w}`;
+}
+
+/**
+ * Child runs of a step from the run data (get_run's `children` / `child_runs`, each {name, status,
+ * parent_step, item_index, …}), in item order; with a summary {total, completed, failed, running}.
+ */
+export function childRunsOf(run, stepId) {
+	const all = (run && (run.children || run.child_runs)) || [];
+	const rows = all
+		.filter((c) => c && (!stepId || c.parent_step === stepId))
+		.slice()
+		.sort((a, b) => (a.item_index ?? 0) - (b.item_index ?? 0));
+	const count = (statuses) => rows.filter((r) => statuses.includes(r.status)).length;
+	return {
+		rows,
+		total: rows.length,
+		completed: count(["completed"]),
+		failed: count(["failed", "cancelled"]),
+		running: count(["queued", "running", "waiting"]),
+	};
 }

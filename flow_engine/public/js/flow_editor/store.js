@@ -68,7 +68,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		const def = graph.normalise(data.definition);
 		def.trigger = def.trigger || { event: "manual" };
 		definition.value = def;
-		positions.value = graph.positionsFor(def, data.layout);
+		positions.value = graph.positionsFor(def, data.layout, kind_map.value);
 		history.reset(snapshot());
 		sync_history();
 		dirty.value = false;
@@ -107,7 +107,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 	function commit(new_definition, options = {}) {
 		const def = graph.normalise(new_definition);
 		definition.value = def;
-		positions.value = graph.positionsFor(def, { positions: positions.value });
+		positions.value = graph.positionsFor(def, { positions: positions.value }, kind_map.value);
 		if (options.select !== undefined) selected.value = options.select;
 		if (history.push(snapshot())) {
 			dirty.value = true;
@@ -156,20 +156,38 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		const spec = kind_map.value[kind];
 		const sel = selected_step.value;
 		const opts = { payload: graph.kindDefaults(spec), label: "", ...options };
+		let from_tail = false;
 		if (!opts.parent_id && !opts.after) {
 			if (sel) opts.after = sel.id;
-			else opts.after = graph.topLevelTail(definition.value);
+			else {
+				opts.after = graph.topLevelTail(definition.value);
+				from_tail = true;
+			}
 		}
-		if (opts.after && kind_map.value[graph.stepById(definition.value, opts.after)?.kind]?.branches?.length && !opts.parent_id) {
-			// after a condition: go into its first branch
+		const after = opts.after && !opts.parent_id && !opts.no_branch ? graph.stepById(definition.value, opts.after) : null;
+		// with nothing selected, a flow ending in a loop continues after the loop
+		const into = after && !(from_tail && after.kind === "for_each") ? graph.addBranch(after, kind_map.value[after.kind]) : null;
+		delete opts.no_branch;
+		if (into) {
+			// after a condition / switch / loop …: go into its first branch (a for_each: into the loop)
 			opts.parent_id = opts.after;
-			opts.branch = kind_map.value[graph.stepById(definition.value, opts.after).kind].branches[0];
+			opts.branch = into;
 			delete opts.after;
 		}
 		opts.insert = true;
 		const result = graph.addStep(definition.value, kind, opts);
 		apply_result(result, result.id);
 		return result.id;
+	}
+
+	function set_join(id, mode, n) {
+		commit(graph.setJoin(definition.value, id, mode, n));
+	}
+	function set_on_error(id, mode) {
+		commit(graph.setOnError(definition.value, id, mode));
+	}
+	function rename_branch(id, old_name, new_name) {
+		return apply_result(graph.renameBranch(definition.value, id, old_name, new_name));
 	}
 
 	function remove_step(id) {
@@ -211,7 +229,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 	}
 
 	function tidy() {
-		positions.value = graph.autoLayout(definition.value);
+		positions.value = graph.autoLayout(definition.value, kind_map.value);
 		fit_request.value += 1;
 		if (history.push(snapshot())) {
 			dirty.value = true;
@@ -443,7 +461,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 				if (!def.trigger || !Object.keys(def.trigger).length) def.trigger = definition.value.trigger;
 				positions.value = {};
 				commit(def, { select: null });
-				positions.value = graph.autoLayout(definition.value);
+				positions.value = graph.autoLayout(definition.value, kind_map.value);
 				fit_request.value += 1;
 				load_doc_fields();
 				d.hide();
@@ -522,7 +540,13 @@ export const useFlowStore = defineStore("flow-editor", () => {
 				kinds.value = [];
 			}
 		}
-		definition.value = graph.normalise(data.definition);
+		const def = graph.normalise(data.definition);
+		if (data.scope && graph.stepById(def, data.scope)) {
+			// an item run of a for_each: show the loop's body only
+			const body = new Set(graph.branchBody(def, data.scope, "each"));
+			def.steps = def.steps.filter((step) => body.has(step.id));
+		}
+		definition.value = def;
 		let layout = null;
 		try {
 			const { message: tpl } = await frappe.call({
@@ -534,7 +558,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		} catch (e) {
 			layout = null;
 		}
-		positions.value = graph.positionsFor(definition.value, layout);
+		positions.value = graph.positionsFor(definition.value, layout, kind_map.value);
 		subscribe(run_name);
 	}
 
@@ -666,6 +690,9 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		connect,
 		disconnect,
 		rename_step,
+		set_join,
+		set_on_error,
+		rename_branch,
 		move_node,
 		tidy,
 		undo,
