@@ -304,7 +304,11 @@ def handler_cost_us(samples: int = 20000) -> float:
 	return (time.perf_counter() - start) / samples * 1e6
 
 
-def interleaved_overhead(total: int, label: str) -> dict:
+def todo_values(text: str) -> dict:
+	return {"doctype": "ToDo", "description": text}
+
+
+def interleaved_overhead(total: int, label: str, make_doc=None) -> dict:
 	"""Insert `total` ToDos with the dispatcher on and `total` with it off, alternating insert by insert.
 
 	Each insert is timed on its own (commits every 50 are not): neighbours share the machine's state,
@@ -320,7 +324,8 @@ def interleaved_overhead(total: int, label: str) -> dict:
 			mode = (index % 2 == 0) == ((index // 100) % 2 == 0)  # on/off, then off/on every 100
 			frappe.local.doc_events_hooks = hooks if mode else hooks_off
 			start = time.perf_counter()
-			frappe.get_doc({"doctype": "ToDo", "description": f"[bench] {label} {index}"}).insert()
+			values = (make_doc or todo_values)(f"[bench] {label} {index}")
+			frappe.get_doc(values).insert()
 			times[mode].append(time.perf_counter() - start)
 			if index % 50 == 49:
 				frappe.db.commit()
@@ -384,6 +389,69 @@ def bench_trigger_overhead(smoke: bool) -> None:
 	insert_todos(50, True, "warmup")
 	results["2"] = {**interleaved_overhead(total, "5 todo flows"), "target": "≤ 1.05×"}
 	log(f"2: {results['2']}")
+	deactivate_all_bench_flows()
+
+
+# ---------------------------------------------------------------- m: many flows
+
+
+def flow_doctypes(count: int, exclude: tuple[str, ...]) -> list[str]:
+	"""`count` ordinary doctypes of the site (not tables, singles or virtual), other than `exclude`."""
+	import frappe
+
+	return frappe.get_all(
+		"DocType",
+		filters={"istable": 0, "issingle": 0, "is_virtual": 0, "custom": 0, "name": ["not in", exclude]},
+		pluck="name",
+		order_by="name",
+		limit=count,
+	)
+
+
+def bench_many_flows(smoke: bool) -> None:
+	"""200 active flows over 50 doctypes (ToDo holds 20 whose conditions never match): the cost of an
+	insert on a doctype no flow listens to (Note), and on ToDo, each against the dispatcher off."""
+	total = 100 if smoke else 2000
+	others = flow_doctypes(49, ("ToDo", "Note"))
+	per_doctype = -(-180 // len(others))
+	made = 0
+	for doctype in others:
+		for index in range(per_doctype):
+			if made == 180:
+				break
+			make_flow(
+				f"many {doctype} {index}",
+				[{"id": "c", "kind": "wait"}],
+				doctype=doctype,
+				event="after_insert",
+			)
+			made += 1
+	for index in range(20):
+		make_flow(
+			f"many todo nomatch {index}",
+			[{"id": "c", "kind": "wait"}],
+			doctype="ToDo",
+			event="after_insert",
+			condition={"field": "description", "op": "==", "value": f"never matches {index}"},
+		)
+		made += 1
+
+	def note(text: str) -> dict:
+		return {"doctype": "Note", "title": text[:140], "content": text}
+
+	interleaved_overhead(50, "warmup", note)
+	insert_todos(50, True, "warmup")
+	results["m"] = {
+		"flows": made,
+		"doctypes": len(others) + 1,
+		**{f"unrelated_{k}": v for k, v in interleaved_overhead(total, "many unrelated", note).items()},
+		"unrelated_target": "≤ 1.02×",
+	}
+	results["m"].update(
+		{f"todo20_{k}": v for k, v in interleaved_overhead(total, "many todo").items() if k != "inserts_each"}
+	)
+	results["m"]["todo20_target"] = "≤ 1.05×"
+	log(f"m: {results['m']}")
 	deactivate_all_bench_flows()
 
 
@@ -989,6 +1057,7 @@ BENCHMARKS = {
 	"7": bench_backlog,
 	"s": bench_server_script,
 	"r": bench_recovery,
+	"m": bench_many_flows,
 }
 # rows computed inside another benchmark: asking for one runs the benchmark that computes it
 COMPUTED_BY = {"2": "1", "4": "3", "8": "5", "9": "5"}
@@ -1031,7 +1100,7 @@ def main() -> None:
 	parser.add_argument("--smoke", action="store_true")
 	parser.add_argument(
 		"--only",
-		help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r; 2, 4, 8, 9 run the benchmark that computes them",
+		help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r, m; 2, 4, 8, 9 run the benchmark that computes them",
 	)
 	parser.add_argument("--recovery-runs", type=int, default=300, help="runs of the recovery benchmark (r)")
 	parser.add_argument("--recovery-wait", type=float, default=300, help="seconds r waits for the runs")

@@ -27,11 +27,9 @@ doc_events = {
 		"on_cancel": _on,
 		"on_trash": _on,
 		"on_update_after_submit": _on,
-		# dispatch_job's close webhook: a job (any doctype) turning completed
-		"on_change": [
-			"flow_engine.kinds.dispatch.on_job_change",
-			"flow_engine.runtime.triggers.on_doc_change",  # wait_for steps waiting for any change
-		],
+		# one handler for any change: dispatch_job's close webhook (a job of any doctype turning
+		# completed) and wait_for steps waiting for a change
+		"on_change": "flow_engine.runtime.triggers.on_doc_change",
 	},
 	# business events read a value turning on (Contract signed, Quotation Ordered by db_set, …) on
 	# on_change, which runs after every save, submit and db_set: see flow_engine/engine/business_events.py

@@ -231,3 +231,34 @@ def test_compiled_conditions_keep_empty_and_jsonlogic_meaning():
 	assert compile_condition(logic)({"doc": {"status": "Closed"}}) is False
 	with pytest.raises(ConditionError):
 		compile_condition({"field": "x", "op": "~="})
+
+
+# ---------------------------------------------------------------- equality index
+
+
+def test_equality_index_gives_the_answer_compare_gives():
+	import datetime
+
+	from flow_engine.engine.conditions import compare, equality_key, value_key
+
+	assert equality_key({"field": "doc.status", "op": "==", "value": "Open"}) == ("status", "Open")
+	assert equality_key({"field": "status", "value": "Open"}) == ("status", "Open")
+	for refused in (
+		{"field": "status", "op": "!=", "value": "Open"},
+		{"field": "qty", "op": "==", "value": "5"},  # numeric text: 5 == "5.0" by coercion
+		{"field": "done", "op": "==", "value": "yes"},  # boolean words
+		{"field": "status", "op": "==", "value": ""},  # empty matches None
+		{"field": "customer.customer_group", "op": "==", "value": "Retail"},
+		{"field": "status", "op": "==", "value": 3},
+		{"all": [{"field": "status", "value": "Open"}]},
+	):
+		assert equality_key(refused) is None, refused
+	texts = ["Open", "open", "Closed ", "2026-05-01", "x y"]
+	actuals = ["Open", "open", "Closed", "Closed ", None, 5, 5.0, True, ["Open"], datetime.date(2026, 5, 1), ""]
+	for text in texts:
+		condition = {"field": "f", "op": "==", "value": text}
+		if equality_key(condition) is None:
+			continue
+		for actual in actuals:
+			indexed = value_key(actual) == text
+			assert indexed == compare(actual, "==", text), (actual, text)

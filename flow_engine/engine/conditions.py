@@ -362,3 +362,37 @@ def describe(condition: Any, _depth: int = 0) -> str:
 	if op not in UNARY_OPS:
 		text += f" {condition.get('value')!r}"
 	return text
+
+
+# ---------------------------------------------------------------- equality index (many flows)
+
+_BOOL_WORDS = frozenset({"true", "false", "yes", "no"})
+
+
+def equality_key(condition: Any) -> tuple[str, str] | None:
+	"""(document field, key) when `condition` is exactly `field == text` on a plain field of the document
+	with a text that no coercion can make equal to a number, a boolean or an empty value; else None.
+
+	Flows whose trigger condition has that shape can be found by a dictionary lookup on the document's
+	value (`value_key`) instead of being evaluated one by one: the same answer `compare` gives."""
+	if not isinstance(condition, Mapping) or set(condition) - {"field", "op", "value"}:
+		return None
+	if condition.get("op", "==") != "==":
+		return None
+	field, value = condition.get("field"), condition.get("value")
+	if not isinstance(field, str) or not isinstance(value, str) or not value.strip():
+		return None
+	if field.startswith("doc."):
+		field = field[4:]
+	if not field.isidentifier():
+		return None
+	if _number(value) is not None or value.strip().lower() in _BOOL_WORDS:
+		return None
+	return field, value
+
+
+def value_key(actual: Any) -> str | None:
+	"""The key a document's value matches in an equality index (None: it matches no indexed text)."""
+	if actual is None or isinstance(actual, bool | list | tuple | dict | set):
+		return None
+	return _text(actual)

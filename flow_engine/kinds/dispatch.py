@@ -180,15 +180,20 @@ def _watched_doctypes() -> set[str]:
 	return cached
 
 
+def is_watched(doctype: str) -> bool:
+	"""Whether a job of `doctype` waits for its close webhook (a cached set)."""
+	try:
+		return doctype in _watched_doctypes()
+	except Exception:  # the table or its columns are not there yet (an install or migrate)
+		return False
+
+
 def on_job_change(doc, method: str | None = None) -> None:
-	"""doc_events["*"]["on_change"]: a job turning completed queues its close webhook, once."""
+	"""From the on_change handler (runtime/triggers.on_doc_change): a job turning completed queues its
+	close webhook, once."""
 	if frappe.flags.in_install or frappe.flags.in_migrate or frappe.flags.in_patch:
 		return
-	try:
-		watched = _watched_doctypes()
-	except Exception:  # the table or its columns are not there yet (an install or migrate)
-		return
-	if doc.doctype not in watched:
+	if not is_watched(doc.doctype):
 		return
 	try:
 		target = mapping()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 import frappe
 
 from flow_engine.engine import conditions
+from flow_engine.kinds import dispatch
 from flow_engine.runtime import business_events, jobs, runs, store, waits
 from flow_engine.runtime.context import DocView, resolve_customer
 
@@ -45,17 +46,21 @@ INSERT_EVENTS = ("after_insert",)
 VALUE_CHANGED_METHODS = ("on_update", "on_update_after_submit")
 
 
+INDEX_KEY = "equality_index"  # in a doctype's entry of the trigger map: {method: index}
+
+SKIP_FLAGS = (
+	"in_install",
+	"in_migrate",
+	"in_import",
+	"in_patch",
+	"in_uninstall",
+	"in_setup_wizard",
+	"flow_engine_disabled",
+)
+
+
 def _skip_now() -> bool:
-	flags = frappe.local.flags
-	return bool(
-		flags.in_install
-		or flags.in_migrate
-		or flags.in_import
-		or flags.in_patch
-		or flags.in_uninstall
-		or flags.in_setup_wizard
-		or flags.flow_engine_disabled
-	)
+	return any(map(frappe.local.flags.get, SKIP_FLAGS))  # dict.get in C: no attribute lookups
 
 
 def get_trigger_map() -> dict:
@@ -105,10 +110,47 @@ def build_trigger_map() -> dict:
 			methods = VALUE_CHANGED_METHODS if row.trigger_event == "value_changed" else (row.trigger_event,)
 			for method in methods:
 				by_method.setdefault(method, []).append(entry)
+	for by_method in doctypes.values():
+		indexes = {
+			method: _equality_index(entries) for method, entries in by_method.items() if len(entries) > 1
+		}
+		if any(indexes.values()):
+			by_method[INDEX_KEY] = {method: index for method, index in indexes.items() if index}
 	# the design's business events some flow listens to, under their doctype (one lookup when none)
 	for doctype, by_method in business_events.listened(custom).items():
 		doctypes.setdefault(doctype, {})[business_events.KEY] = by_method
 	return {"doctypes": doctypes, "custom": custom}
+
+
+def _equality_index(entries: list[dict]) -> dict | None:
+	"""Flows of one document event whose condition is `field == text` (conditions.equality_key), by
+	field and text: a save finds the flows its values can start with a lookup, and evaluates only the
+	others (`rest`). Positions index `entries`, so flows still start in their order."""
+	fields: dict[str, dict[str, list[int]]] = {}
+	rest: list[int] = []
+	for position, entry in enumerate(entries):
+		key = conditions.equality_key(entry.get("condition"))
+		if key is None or entry["event"] == "value_changed":
+			rest.append(position)
+		else:
+			fields.setdefault(key[0], {}).setdefault(key[1], []).append(position)
+	if not fields:
+		return None
+	return {"fields": fields, "rest": rest}
+
+
+def _candidates(by_method: dict, method: str | None, entries: list[dict], doc) -> list[dict]:
+	"""The entries of `method` that may start for `doc`: all of them, or with an equality index, those
+	whose text equals the document's value plus those the index cannot decide."""
+	index = (by_method.get(INDEX_KEY) or {}).get(method)
+	if not index:
+		return entries
+	positions = list(index["rest"])
+	for field, table in index["fields"].items():
+		key = conditions.value_key(doc.get(field))
+		if key is not None and key in table:
+			positions += table[key]
+	return [entries[position] for position in sorted(positions)]
 
 
 def clear_trigger_map() -> None:
@@ -118,11 +160,14 @@ def clear_trigger_map() -> None:
 
 def on_doc_event(doc, method: str | None = None) -> None:
 	"""doc_events["*"] handler for every supported event."""
-	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
-		return
-	if method != "on_change":  # on_change reaches waits through on_doc_change, for every doctype
+	doctype = doc.doctype
+	by_method = get_trigger_map()["doctypes"].get(doctype)
+	# on_change reaches waits through on_doc_change, for every doctype
+	waited = method != "on_change" and waits.is_waited(doctype)
+	if not (by_method or waited) or doctype in IGNORED_DOCTYPES or _skip_now():
+		return  # a doctype no flow and no wait listens to: two set lookups
+	if waited:
 		_resume_waits(waits.on_doc_event, doc, method)
-	by_method = get_trigger_map()["doctypes"].get(doc.doctype)
 	if not by_method:
 		return
 	raised = by_method.get(business_events.KEY)
@@ -131,7 +176,9 @@ def on_doc_event(doc, method: str | None = None) -> None:
 	entries = by_method.get(method)
 	if not entries:
 		return
-	matched = [entry for entry in entries if _event_matches(entry, doc, method)]
+	matched = [
+		entry for entry in _candidates(by_method, method, entries, doc) if _event_matches(entry, doc, method)
+	]
 	if not matched:
 		return
 	busy = jobs.executing_templates_on(doc.doctype, doc.name)
@@ -167,10 +214,17 @@ def on_doc_event(doc, method: str | None = None) -> None:
 
 
 def on_doc_change(doc, method: str | None = None) -> None:
-	"""doc_events["*"]["on_change"]: wait_for steps waiting for a change (a save, a submit, a db_set)."""
-	if doc.doctype in IGNORED_DOCTYPES or _skip_now():
+	"""doc_events["*"]["on_change"]: a dispatch job turning completed (its close webhook), and
+	wait_for steps waiting for a change (a save, a submit, a db_set). Two set lookups when neither."""
+	doctype = doc.doctype
+	job = dispatch.is_watched(doctype)
+	waited = waits.is_waited(doctype)
+	if not (job or waited) or doctype in IGNORED_DOCTYPES or _skip_now():
 		return
-	_resume_waits(waits.on_doc_event, doc, "on_change")
+	if job:
+		dispatch.on_job_change(doc, method)
+	if waited:
+		_resume_waits(waits.on_doc_event, doc, "on_change")
 
 
 def _resume_waits(check: Callable, *args) -> None:

@@ -49,6 +49,11 @@ def waited() -> frozenset[str]:
 	return found
 
 
+def is_waited(doctype: str) -> bool:
+	"""Whether some waiting row waits for a document event of `doctype` (cheap: a cached set)."""
+	return f"doc:{doctype}" in waited()
+
+
 def _build() -> set[str]:
 	rows = frappe.db.sql(
 		f"""select distinct document_type, custom_event from `tab{DOCTYPE}` where status='waiting'"""
@@ -145,7 +150,7 @@ def render_condition(condition: Any, context: Mapping) -> Any:
 
 def on_doc_event(doc, method: str | None) -> None:
 	"""From the "*" doc_events handler: close the waits this document event satisfies."""
-	if f"doc:{doc.doctype}" not in waited():
+	if not is_waited(doc.doctype):
 		return
 	lookups["doc"] += 1
 	rows = frappe.db.sql(

@@ -236,3 +236,31 @@ class TestTriggers(FlowTestCase):
 		self.assertNotIn(TEST_DOCTYPE, triggers.get_trigger_map()["doctypes"])
 		make_flow("cache", COMMENT, event="after_insert")
 		self.assertIn(TEST_DOCTYPE, triggers.get_trigger_map()["doctypes"])
+
+	def test_many_flows_with_equality_conditions_are_found_by_lookup_and_start_as_evaluated(self):
+		"""Flows whose condition is `field == text` are looked up by the document's value; the others are
+		evaluated; together they start exactly the flows their conditions pick."""
+		by_title = {
+			title: make_flow(
+				f"index {position}",
+				COMMENT,
+				event="after_insert",
+				condition={"field": "doc.title", "op": "==", "value": title},
+			).name
+			for position, title in enumerate(("alpha", "beta", "Alpha"))
+		}
+		big = make_flow(
+			"index big", COMMENT, event="after_insert", condition={"field": "amount", "op": ">", "value": 5}
+		).name
+		triggers.clear_trigger_map()
+		index = triggers.get_trigger_map()["doctypes"][TEST_DOCTYPE][triggers.INDEX_KEY]["after_insert"]
+		self.assertEqual(set(index["fields"]["title"]), {"alpha", "beta", "Alpha"})
+		self.assertEqual(len(index["rest"]), 1, "the amount condition is evaluated")
+		new_test_doc(title="alpha", amount=10)
+		new_test_doc(title="gamma", amount=1)
+		new_test_doc(title="beta", amount=1)
+		frappe.db.commit()
+		self.assertEqual(
+			{name: len(runs_of(name)) for name in (*by_title.values(), big)},
+			{by_title["alpha"]: 1, by_title["beta"]: 1, by_title["Alpha"]: 0, big: 1},
+		)
