@@ -254,7 +254,19 @@ def test_equality_index_gives_the_answer_compare_gives():
 	):
 		assert equality_key(refused) is None, refused
 	texts = ["Open", "open", "Closed ", "2026-05-01", "x y"]
-	actuals = ["Open", "open", "Closed", "Closed ", None, 5, 5.0, True, ["Open"], datetime.date(2026, 5, 1), ""]
+	actuals = [
+		"Open",
+		"open",
+		"Closed",
+		"Closed ",
+		None,
+		5,
+		5.0,
+		True,
+		["Open"],
+		datetime.date(2026, 5, 1),
+		"",
+	]
 	for text in texts:
 		condition = {"field": "f", "op": "==", "value": text}
 		if equality_key(condition) is None:
