@@ -63,15 +63,24 @@ def _skip_now() -> bool:
 	return any(map(frappe.local.flags.get, SKIP_FLAGS))  # dict.get in C: no attribute lookups
 
 
+EMPTY_MAP = {"doctypes": {}, "custom": {}}
+
+
 def get_trigger_map() -> dict:
 	flags = frappe.local.flags
-	if flags.flow_engine_trigger_map is None:
-		cached = frappe.cache.get_value(CACHE_KEY)
-		if cached is None:
-			cached = build_trigger_map()
-			frappe.cache.set_value(CACHE_KEY, cached)
-		flags.flow_engine_trigger_map = cached
-	return flags.flow_engine_trigger_map
+	found = flags.get("flow_engine_trigger_map")
+	if found is None:
+		found = frappe.cache.get_value(CACHE_KEY)
+		if found is None:
+			try:
+				found = build_trigger_map()
+			except frappe.db.TableMissingError as error:
+				if not frappe.db.is_table_missing(error) and error.args[:1] != ("DocType",):
+					raise
+				return EMPTY_MAP  # the app is being installed or uninstalled: nothing listens (not cached)
+			frappe.cache.set_value(CACHE_KEY, found)
+		flags.flow_engine_trigger_map = found
+	return found
 
 
 def build_trigger_map() -> dict:
@@ -165,7 +174,7 @@ def on_doc_event(doc, method: str | None = None) -> None:
 	# on_change reaches waits through on_doc_change, for every doctype
 	waited = method != "on_change" and waits.is_waited(doctype)
 	if not (by_method or waited) or doctype in IGNORED_DOCTYPES or _skip_now():
-		return  # a doctype no flow and no wait listens to: two set lookups
+		return  # a doctype no flow and no wait listens to: two set lookups, no flag read
 	if waited:
 		_resume_waits(waits.on_doc_event, doc, method)
 	if not by_method:

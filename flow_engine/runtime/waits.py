@@ -43,7 +43,12 @@ def waited() -> frozenset[str]:
 	if found is None:
 		members = {_text(member) for member in frappe.cache.smembers(CACHE_KEY) or ()}
 		if BUILT not in members:
-			members |= _build()
+			try:
+				members |= _build()
+			except frappe.db.TableMissingError as error:
+				if not frappe.db.is_table_missing(error):
+					raise
+				return frozenset()  # the app is being installed or uninstalled (not cached)
 			frappe.cache.sadd(CACHE_KEY, *members)  # a union: a wait added meanwhile is never dropped
 		found = flags[FLAG] = frozenset(members)
 	return found
