@@ -30,7 +30,13 @@ export async function launch() {
 	const context = await browser.newContext({ viewport: { width: 1500, height: 950 } });
 	const page = await context.newPage();
 	page.errors = [];
-	page.on("pageerror", (error) => page.errors.push(String(error) + (process.env.FLOW_BROWSER_STACKS ? `\n${error.stack}` : "")));
+	page.leaving = false;
+	page.on("pageerror", (error) => {
+		// a document being navigated away from may throw while it is torn down (a chart or a poll in
+		// flight): that is not an error of the page under test
+		if (page.leaving) return;
+		page.errors.push(String(error) + (process.env.FLOW_BROWSER_STACKS ? `\n${error.stack}` : ""));
+	});
 	return { browser, context, page };
 }
 
@@ -70,7 +76,12 @@ export async function call(page, method, args = {}) {
 }
 
 export async function desk(page, route) {
-	await page.goto(`${BASE}/app/${route}`);
+	page.leaving = true;
+	try {
+		await page.goto(`${BASE}/app/${route}`);
+	} finally {
+		page.leaving = false;
+	}
 	await page.waitForFunction(() => window.frappe && frappe.boot && frappe.router, null, { timeout: 60000 });
 }
 
