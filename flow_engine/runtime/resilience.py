@@ -96,3 +96,24 @@ def retrying(
 			reset_connection()
 			sleep(delay)
 			delay = min(delay * 2, MAX_DELAY)
+
+
+def beside_the_save(savepoint: str, title: str, work, *args, **kwargs):
+	"""Run `work` inside a savepoint of the user's transaction: whatever goes wrong with it is rolled
+	back to the savepoint and logged under `title`, and the user's save goes on (returns None).
+
+	Except when the database has already rolled back the user's whole transaction (a deadlock, a lost
+	connection): then the error goes up, so the save fails visibly and can be retried, instead of
+	looking saved."""
+	frappe.db.savepoint(savepoint)
+	try:
+		return work(*args, **kwargs)
+	except Exception as error:
+		try:
+			frappe.db.rollback(save_point=savepoint)
+		except Exception:
+			raise error from None  # the transaction is gone: never pretend the save went through
+		if isinstance(error, frappe.QueryDeadlockError):
+			raise
+		frappe.log_error(title=title)
+		return None

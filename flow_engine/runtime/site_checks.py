@@ -12,6 +12,19 @@ from flow_engine.engine.errors import Issue
 from flow_engine.kinds.base import STANDARD_FIELDS
 
 
+def unknown_doctype(doctype: str, step_id, label) -> Issue | None:
+	"""The issue of a step's `payload.doctype` naming a DocType this site does not have, or None."""
+	if _doctype_exists(doctype):
+		return None
+	return Issue(
+		f"DocType '{doctype}' does not exist on this site",
+		step_id,
+		"payload.doctype",
+		label,
+		"unknown_doctype",
+	)
+
+
 def _doctype_exists(doctype: str) -> bool:
 	return bool(doctype) and bool(frappe.db.exists("DocType", doctype))
 
@@ -58,20 +71,13 @@ def check(raw: Mapping, catalog: Catalog, trigger_doctype: str | None) -> list[I
 		if spec is not None and spec.name == "wait_for":  # the document type and fields it waits on
 			from flow_engine.runtime import waits
 
-			issues += waits.site_issues(step_id, label, payload, _field_names)
+			issues += waits.site_issues(step_id, label, payload, _field_names, unknown_doctype)
 		if spec is not None and spec.name in ("create_doc", "update_doc", "assign", "comment"):
 			doctype = payload.get("doctype")
 			if isinstance(doctype, str) and doctype and "{{" not in doctype:
-				if not _doctype_exists(doctype):
-					issues.append(
-						Issue(
-							f"DocType '{doctype}' does not exist on this site",
-							step_id,
-							"payload.doctype",
-							label,
-							"unknown_doctype",
-						)
-					)
+				missing = unknown_doctype(doctype, step_id, label)
+				if missing:
+					issues.append(missing)
 					continue
 				target_fields = _field_names(doctype)
 			elif not doctype:

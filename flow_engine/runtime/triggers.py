@@ -15,7 +15,7 @@ import frappe
 
 from flow_engine.engine import conditions
 from flow_engine.kinds import dispatch
-from flow_engine.runtime import business_events, jobs, runs, store, waits
+from flow_engine.runtime import business_events, jobs, resilience, runs, store, waits
 from flow_engine.runtime.context import DocView, resolve_customer
 
 # the map's shape is part of the key: code reading a new shape never meets a map cached by older code
@@ -311,23 +311,16 @@ def _event_matches(entry: Mapping, doc, method: str | None) -> bool:
 
 
 def _start_safely(template: str, **kwargs) -> str | None:
-	"""Start a run inside a savepoint: whatever goes wrong with the flow, the user's save goes on.
-
-	Except when the database has already rolled back the user's whole transaction (a deadlock): then
-	the error goes up, so the save fails visibly and can be retried, instead of looking saved."""
-	savepoint = "flow_engine_trigger"
-	frappe.db.savepoint(savepoint)
-	try:
-		return runs.start_run(template, require_active=True, **kwargs)
-	except Exception as error:
-		try:
-			frappe.db.rollback(save_point=savepoint)
-		except Exception:
-			raise error from None  # the transaction is gone: never pretend the save went through
-		if isinstance(error, frappe.QueryDeadlockError):
-			raise
-		frappe.log_error(title=f"flow_engine: could not start flow '{template}'")
-		return None
+	"""Start a run beside the user's save (`resilience.beside_the_save`): whatever goes wrong with the
+	flow, the save goes on, unless the database rolled the whole transaction back."""
+	return resilience.beside_the_save(
+		"flow_engine_trigger",
+		f"flow_engine: could not start flow '{template}'",
+		runs.start_run,
+		template,
+		require_active=True,
+		**kwargs,
+	)
 
 
 def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list[str]:

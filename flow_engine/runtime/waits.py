@@ -220,19 +220,15 @@ def field_equals(doc, key: str, expected: Any) -> bool:
 
 
 def _close_safely(names: list[str], result: dict, doctype: str | None, name: str | None) -> None:
-	"""Close the waits in a savepoint of the user's transaction: resuming never fails their save."""
-	frappe.db.savepoint(SAVEPOINT)
-	try:
+	"""Close the waits beside the user's save (`resilience.beside_the_save`): resuming never fails it."""
+
+	def close_all() -> None:
 		for wait in names:
 			close(wait, "done", result, doctype, name)
-	except Exception as error:
-		try:
-			frappe.db.rollback(save_point=SAVEPOINT)
-		except Exception:
-			raise error from None  # the transaction is gone: never pretend the save went through
-		if isinstance(error, frappe.QueryDeadlockError):
-			raise
-		frappe.log_error(title=f"flow_engine: could not resume waits on {doctype} {name}")
+
+	resilience.beside_the_save(
+		SAVEPOINT, f"flow_engine: could not resume waits on {doctype} {name}", close_all
+	)
 
 
 def close(
@@ -375,24 +371,18 @@ def reopen(record: RunRecord, step_id: str, state: dict) -> None:
 # ---------------------------------------------------------------- checks needing the site
 
 
-def site_issues(step_id, label, payload: Mapping, field_names) -> list:
-	"""Unknown doctypes and fields of a wait_for step's filters and condition (runtime/site_checks)."""
+def site_issues(step_id, label, payload: Mapping, field_names, unknown_doctype) -> list:
+	"""Unknown doctypes and fields of a wait_for step's filters and condition (runtime/site_checks
+	passes its `field_names` and `unknown_doctype`)."""
 	from flow_engine.engine.errors import Issue
 
 	issues: list = []
 	doctype = payload.get("doctype")
 	if not isinstance(doctype, str) or not doctype or "{{" in doctype:
 		return issues
-	if not frappe.db.exists("DocType", doctype):
-		return [
-			Issue(
-				f"DocType '{doctype}' does not exist on this site",
-				step_id,
-				"payload.doctype",
-				label,
-				"unknown_doctype",
-			)
-		]
+	missing = unknown_doctype(doctype, step_id, label)
+	if missing:
+		return [missing]
 	meta = frappe.get_meta(doctype)
 	known = field_names(doctype)
 
