@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import time
 from dataclasses import dataclass
 
 import frappe
@@ -70,6 +71,26 @@ def limits(template: str, lock: str = "") -> Limits | None:
 		dedupe_key=(row.dedupe_key or "").strip(),
 		policy=row.dedupe_policy or "skip",
 	)
+
+
+CONTROLS_TTL = 2.0  # seconds a job trusts its reading of whether a flow has controls
+
+
+def has_controls(template: str) -> bool:
+	"""Whether the flow has any concurrency control, read at most every CONTROLS_TTL seconds per job.
+
+	Every run's end asks, and nearly every flow has none: a backlog of ended runs then reads the
+	flow's row once, not once a run. Saving a flow forgets the reading (templates.clear_caches); a
+	change made elsewhere meanwhile is caught by the minute tick (admit_all)."""
+	seen = getattr(frappe.local, "flow_engine_controls", None)
+	if seen is None:
+		seen = frappe.local.flow_engine_controls = {}
+	now = time.monotonic()
+	hit = seen.get(template)
+	if hit is None or now - hit[1] > CONTROLS_TTL:
+		found = limits(template)
+		hit = seen[template] = (bool(found and found.any), now)
+	return hit[0]
 
 
 def admit_new(
@@ -208,8 +229,7 @@ def run_ended(record) -> None:
 	"""`lifecycle` listener: a run ended, so the next queued runs of its flow may start.
 
 	In this transaction when the flow's row is free, else right after it commits (see the note)."""
-	found = limits(record.template)
-	if found is None or not found.any:
+	if not has_controls(record.template):
 		return  # (queued runs of a flow whose controls were removed: the tick starts them)
 	found = limits(record.template, lock="for update skip locked")
 	if found is None:  # an admission of this flow holds its row: admit once this transaction commits

@@ -474,7 +474,12 @@ def reject_link():
 
 
 def on_run_ended(record) -> None:
-	"""A run that ended (cancelled, failed, completed) closes its open approvals and their ToDos."""
+	"""A run that ended (cancelled, failed, completed) closes its open approvals and their ToDos.
+
+	Only a run whose steps asked for an approval has any (its state names it): the rest, nearly every
+	run, costs no query here."""
+	if not any(state.get("approval") for state in record.states.values() if isinstance(state, dict)):
+		return
 	for name in frappe.get_all(DOCTYPE, filters={"run": record.name, "status": "Pending"}, pluck="name"):
 		_close(name, "Cancelled", None, None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import frappe
@@ -37,7 +38,6 @@ ADVANCE_BATCH = 50  # runs a pool job claims at a time
 TO_ADVANCE = "flow_engine_to_advance"
 POOL = "pool"  # the lease owner of a run waiting for a pool job to claim it
 POOL_QUEUED = "flow_engine:pool_jobs_queued"
-MAX_POOL_JOBS = 4  # pool jobs queued at once (more would only wait behind each other)
 
 
 def transaction_buffer(attr: str, flush: Callable[[], None], empty: Callable[[], Any]) -> Any:
@@ -90,48 +90,73 @@ def _dispatch_advances() -> None:
 		frappe.log_error(title="flow_engine: could not dispatch run advances")
 
 
-def pool_jobs_queued() -> int:
-	"""How many pool jobs wait in the queue, as RQ itself says (ids of queued pool jobs are kept in a
-	Redis set; ids of jobs that started, ended or vanished are dropped from it here)."""
+@dataclass(frozen=True)
+class Claimer:
+	"""A kind of worker job that claims its own work from the database until none is left (pool jobs
+	claim leased runs, fire jobs claim due pending rows): one job start serves many rows.
+
+	Ids of queued jobs of the kind are kept in a Redis set, checked against RQ, so a burst of commits
+	queues a few jobs, not one each."""
+
+	method: str
+	queued_key: str
+	id_prefix: str
+	max_queued: int = 4  # (more would only wait behind each other)
+
+
+POOL_JOBS = Claimer("flow_engine.runtime.runs.advance_pool", POOL_QUEUED, "flow_engine_pool")
+
+
+def jobs_queued(kind: Claimer = POOL_JOBS) -> int:
+	"""How many jobs of `kind` wait in the queue, as RQ itself says (ids of jobs that started, ended or
+	vanished are dropped from the set here)."""
 	from frappe.utils.background_jobs import create_job_id, get_redis_conn
 	from rq.job import Job
 
 	try:
 		ids = sorted(
 			member.decode() if isinstance(member, bytes) else member
-			for member in frappe.cache.smembers(POOL_QUEUED)
+			for member in frappe.cache.smembers(kind.queued_key)
 		)
 		if not ids:
 			return 0
 		found = Job.fetch_many([create_job_id(job_id) for job_id in ids], connection=get_redis_conn())
 		gone = [job_id for job_id, job in zip(ids, found, strict=True) if not waits(job)]
 		if gone:
-			frappe.cache.srem(POOL_QUEUED, *gone)  # (the wrapper's set methods make the key)
+			frappe.cache.srem(kind.queued_key, *gone)  # (the wrapper's set methods make the key)
 		return len(ids) - len(gone)
 	except Exception:
 		return 0  # Redis is away: queue another job, which is only wasteful
 
 
-def ensure_pool_jobs(wanted: int = 1) -> int:
-	"""Queue pool jobs until `wanted` (at most MAX_POOL_JOBS) wait; returns how many were queued."""
+def ensure_jobs(kind: Claimer, wanted: int = 1) -> int:
+	"""Queue jobs of `kind` until `wanted` (at most kind.max_queued) wait; returns how many were queued."""
 	queued = 0
-	for _ in range(max(0, min(wanted, MAX_POOL_JOBS) - pool_jobs_queued())):
-		pool_id = f"flow_engine_pool:{frappe.generate_hash(length=12)}"
-		frappe.enqueue("flow_engine.runtime.runs.advance_pool", queue=QUEUE, job_id=pool_id, pool_id=pool_id)
+	for _ in range(max(0, min(wanted, kind.max_queued) - jobs_queued(kind))):
+		job_id = f"{kind.id_prefix}:{frappe.generate_hash(length=12)}"
+		frappe.enqueue(kind.method, queue=QUEUE, job_id=job_id, pool_id=job_id)
 		queued += 1
 		try:
-			frappe.cache.sadd(POOL_QUEUED, pool_id)
+			frappe.cache.sadd(kind.queued_key, job_id)
 		except Exception:
 			pass
 	return queued
 
 
-def pool_job_started(pool_id: str | None) -> None:
-	if pool_id:
+def job_started(kind: Claimer, job_id: str | None) -> None:
+	if job_id:
 		try:
-			frappe.cache.srem(POOL_QUEUED, pool_id)
+			frappe.cache.srem(kind.queued_key, job_id)
 		except Exception:
 			pass
+
+
+def ensure_pool_jobs(wanted: int = 1) -> int:
+	return ensure_jobs(POOL_JOBS, wanted)
+
+
+def pool_job_started(pool_id: str | None) -> None:
+	job_started(POOL_JOBS, pool_id)
 
 
 WAITING = ("queued", "deferred", "scheduled")
@@ -146,17 +171,6 @@ def waits(job) -> bool:
 	if status == "queued":
 		return job.get_position() is not None
 	return status in WAITING
-
-
-def job_waiting(job_id: str) -> bool:
-	"""Whether an RQ job of this site is still queued (not yet picked up by a worker)."""
-
-	try:
-		from frappe.utils.background_jobs import get_job
-
-		return waits(get_job(job_id))
-	except Exception:
-		return False  # Redis unreachable: treat the job as lost; re-dispatching is safe
 
 
 @contextlib.contextmanager

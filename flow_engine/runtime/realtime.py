@@ -36,9 +36,9 @@ def _flush() -> None:
 	from frappe.utils.background_jobs import get_redis_connection_without_auth
 
 	with suppress(redis.exceptions.ConnectionError):
-		connection = get_redis_connection_without_auth()
+		pipe = get_redis_connection_without_auth().pipeline(transaction=False)  # one round trip
 		for run, message in queued.items():
-			connection.publish(
+			pipe.publish(
 				"events",
 				json.dumps(
 					{
@@ -50,3 +50,4 @@ def _flush() -> None:
 					default=str,
 				),
 			)
+		pipe.execute()

@@ -172,8 +172,22 @@ def start_run(
 
 
 def run_as(template: str) -> str:
-	"""The user a flow's steps act as (raises identity.RunAsError when it has none or it is disabled)."""
-	return identity.run_as_for(template)
+	"""The user a flow's steps act as (raises identity.RunAsError when it has none or it is disabled);
+	read once per flow by a fire group (one transaction)."""
+	group = getattr(frappe.local, "flow_engine_group", None)
+	if not group:
+		return identity.run_as_for(template)
+	known = group["run_as"]
+	if template not in known:
+		known[template] = identity.run_as_for(template)
+	return known[template]
+
+
+def commit_point() -> None:
+	"""Commit what this run's work wrote, unless a fire group holds the transaction open to commit
+	many rows at once (scheduler.fire_batch): their statements are complete either way."""
+	if not getattr(frappe.local, "flow_engine_group", None):
+		frappe.db.commit()
 
 
 def locked(run: str) -> RunRecord:
@@ -211,7 +225,7 @@ def _locked_moving(run: str) -> RunRecord | None:
 	run is gone or already ended."""
 	record = store.load_run(run, lock=True)
 	if record is None or record.is_terminal or record.status == "queued":  # admission starts it
-		frappe.db.commit()
+		commit_point()
 		return None
 	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
 	return record
@@ -248,13 +262,13 @@ def drive(record: RunRecord) -> RunRecord:
 					calls, definition = record.calls, record.definition
 					record = store.load_run(run, lock=True)
 					if record is None or record.is_terminal:
-						frappe.db.commit()
+						commit_point()
 						return record
 					record.definition, record.calls = definition, calls
 	leases.settle(record)
 	leases.grant(record)  # a very long run continues in a fresh job
 	save(record)
-	frappe.db.commit()
+	commit_point()
 	return record
 
 
@@ -419,7 +433,7 @@ def commit(record: RunRecord) -> None:
 	"""Save a driven run (lease settled: none unless it is still moving) and commit."""
 	leases.settle(record)
 	save(record)
-	frappe.db.commit()
+	commit_point()
 
 
 def save(record: RunRecord) -> None:
@@ -428,6 +442,8 @@ def save(record: RunRecord) -> None:
 	store.save_run(record)
 	_publish(record)
 	if record.is_terminal and record.loaded_status not in store.TERMINAL:
+		if record.status == "failed":
+			store.flush_attempts()  # alerts and error flows may read how the run failed
 		lifecycle.run_ended(record)
 	record.loaded_status = record.status
 

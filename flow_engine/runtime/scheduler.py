@@ -30,8 +30,7 @@ from frappe.utils import add_to_date, cint
 from flow_engine.runtime import clock, identity, jobs, leases, resilience, runs, steps, store, templates
 
 BATCH = 500
-FIRE_CHUNK = 25  # at least this many rows per job (each worker job pays Frappe's start-up once)
-MAX_FIRE_CHUNK = 100
+FIRE_CHUNK = 100  # rows a fire job claims at a time
 LEASE_SECONDS = 60
 MAX_CLAIMS = 5
 FIRE_JOB = "flow_engine_fire"
@@ -107,58 +106,162 @@ def select_due(now: datetime.datetime, limit: int) -> list[dict]:
 	)
 
 
+FIRE_JOBS = jobs.Claimer("flow_engine.runtime.scheduler.fire_job", "flow_engine:fire_jobs_queued", FIRE_JOB)
+
+
 def drain_due(inline: bool | None = None, now: datetime.datetime | None = None) -> int:
-	"""Claim every due row (in batches, no cap) and fire them in workers (or here when inline)."""
+	"""Fire every due row: here when inline (tests, the CLI), else in fire jobs on the workers.
+
+	Returns the rows fired here, or the due rows handed to fire jobs (they claim their own)."""
 	inline = jobs.inline_mode() if inline is None else inline
+	if not inline:
+		return hand_to_fire_jobs(now)
 	total = 0
 	while True:
-		token, rows = claim_due(BATCH, now)
-		if not rows:
-			break
-		total += len(rows)
-		names = [row.name for row in rows]
-		if inline:
-			fire_batch(names, token)
-		else:
-			size = max(FIRE_CHUNK, min(MAX_FIRE_CHUNK, -(-len(names) // 4)))
-			chunks = [names[start : start + size] for start in range(0, len(names), size)]
-			tokens = [token] + [frappe.generate_hash(length=16) for _chunk in chunks[1:]]
-			for chunk, chunk_token in zip(chunks[1:], tokens[1:], strict=True):
-				frappe.db.sql(  # a token per job, so a lapsed lease can tell whether its job still waits
-					"update `tabFlow Step Pending` set claimed_by=%s where name in %s",
-					(chunk_token, tuple(chunk)),
-				)
-			frappe.db.commit()
-			for chunk, chunk_token in zip(chunks, tokens, strict=True):
-				frappe.enqueue(
-					"flow_engine.runtime.scheduler.fire_batch",
-					queue=jobs.QUEUE,
-					job_id=f"{FIRE_JOB}:{chunk_token}",
-					names=chunk,
-					token=chunk_token,
-				)
-		if len(rows) < BATCH:
-			break
-	return total
+		fired = fire_due_here(BATCH, now)
+		total += fired
+		if fired < BATCH:
+			return total
 
 
-def fire_batch(names: list[str], token: str) -> None:
-	"""Fire claimed rows one by one (each riding out database trouble), renewing the leases of the rows
-	not reached yet; then make the external calls their steps began, together."""
+def fire_due_here(limit: int, now: datetime.datetime | None = None) -> int:
+	"""Claim up to `limit` due rows and fire them in this process; returns how many were claimed."""
+	token, rows = claim_due(limit, now)
+	if rows:
+		fire_batch([row.name for row in rows], token, {row.name: row.run for row in rows})
+	return len(rows)
+
+
+def count_due(now: datetime.datetime | None = None, limit: int = 1000) -> int:
+	return frappe.db.sql(
+		"""select count(*) from (select name from `tabFlow Step Pending` where status='pending'
+		and trigger_at <= %s limit %s) due""",
+		(now or clock.now(), limit),
+	)[0][0]
+
+
+def hand_to_fire_jobs(now: datetime.datetime | None = None) -> int:
+	"""Queue fire jobs for the due rows (one per FIRE_CHUNK rows, at most FIRE_JOBS.max_queued waiting);
+	returns how many rows are due (counted up to the rows those jobs take in their first claims)."""
+	due = count_due(now, FIRE_CHUNK * FIRE_JOBS.max_queued)
+	if due:
+		jobs.ensure_jobs(FIRE_JOBS, -(-due // FIRE_CHUNK))
+	return due
+
+
+def fire_job(pool_id: str | None = None) -> int:
+	"""Worker job: claim due rows a chunk at a time and fire them until none are due. Every job start
+	costs a Frappe site initialisation, so one job serves a whole backlog; after POOL_JOB_SECONDS it
+	hands over to a fresh job (other jobs of the queue get their turn, a successor carries on), and a
+	full chunk asks for a second job so an idle worker joins in."""
+	jobs.job_started(FIRE_JOBS, pool_id)
+	deadline = time.monotonic() + runs.POOL_JOB_SECONDS
+	fired = 0
+	while True:
+		try:
+			claimed = resilience.retrying(fire_due_here, FIRE_CHUNK)
+		except Exception:
+			resilience.reset_connection()  # the database stays away: claimed rows' leases lapse
+			break
+		fired += claimed
+		if claimed < FIRE_CHUNK:
+			break
+		if time.monotonic() > deadline:
+			with suppress(Exception):
+				jobs.ensure_jobs(FIRE_JOBS, 1)
+			break
+		with suppress(Exception):
+			jobs.ensure_jobs(FIRE_JOBS, 1)  # more are due: let an idle worker join in
+	return fired
+
+
+GROUP_ROWS = 50  # rows fired in one transaction (one commit; their runs stay locked until it)
+
+
+def fire_batch(names: list[str], token: str, run_of: dict[str, str] | None = None) -> None:
+	"""Fire claimed rows, a group of them per transaction, renewing the leases of the rows not reached
+	yet; then make the external calls their steps began, together. `run_of`: each row's run, when
+	the claim read it.
+
+	A group whose firing raises is rolled back whole and its rows fired one by one, each riding out
+	database trouble on its own: one bad row costs its neighbours a second try, never their step."""
 	renewed = time.monotonic()
 	with_calls: list = []
-	for index, name in enumerate(names):
-		try:
-			resilience.retrying(fire, name, token, with_calls)
-		except Exception as error:
-			resilience.reset_connection()
-			_release(name, token, error)
+	run_of = run_of or {}
+	for start in range(0, len(names), GROUP_ROWS):
+		group = names[start : start + GROUP_ROWS]
+		if len(group) == 1 or not fire_group(group, token, with_calls, run_of):
+			for name in group:
+				_fire_one(name, token, with_calls, run_of.get(name))
 		if time.monotonic() - renewed > _lease_seconds() / 3:
 			with suppress(Exception):
-				resilience.retrying(_renew, names[index + 1 :], token)
+				resilience.retrying(_renew, names[start + len(group) :], token)
 			renewed = time.monotonic()
 	runs.make_calls(with_calls)
 	runs.after_job()
+
+
+def fire_group(group: list[str], token: str, with_calls: list, run_of: dict[str, str]) -> bool:
+	"""Fire `group` in one transaction: its runs and rows locked in two statements, their attempts
+	and the rows' outcomes written in one each, one commit (runs.commit_point defers the runs' own).
+	False, with everything rolled back, when anything raised."""
+	collected: list = []
+	frappe.local.flow_engine_group = {"run_as": {}, "attempts": [], "finished": []}
+	try:
+		preloaded = _lock_group(group, run_of)
+		for name in group:
+			fire(name, token, collected, run_of.get(name), preloaded)
+		store.flush_attempts()
+		_flush_finished()
+		frappe.local.flow_engine_group = None
+		frappe.db.commit()
+	except Exception:
+		frappe.local.flow_engine_group = None
+		resilience.reset_connection()
+		return False
+	finally:
+		frappe.local.flow_engine_group = None
+	with_calls.extend(collected)
+	return True
+
+
+def _lock_group(group: list[str], run_of: dict[str, str]) -> dict:
+	"""The group's runs, then its rows, each locked in one statement (the lock order of `fire`: run,
+	then row). A run with two rows in the group is left to `fire` to load (it changes in between)."""
+	names = [run_of[name] for name in group if run_of.get(name)]
+	once = [run for run in names if names.count(run) == 1]
+	runs_found = store.load_runs(once) if once else {}
+	rows = frappe.db.sql(
+		"""select name, step_id, purpose, status, claimed_by, attempts from `tabFlow Step Pending`
+		where name in %s order by name for update""",
+		(tuple(group),),
+		as_dict=True,
+	)
+	return {"runs": runs_found, "rows": {row.name: row for row in rows}}
+
+
+def _flush_finished() -> None:
+	"""Write the outcomes of the rows a fire group fired, in one statement."""
+	group = store.shared_transaction()
+	finished = group["finished"] if group else []
+	if not finished:
+		return
+	group["finished"] = []
+	case = "case name " + " ".join(["when %s then %s"] * len(finished)) + " end"
+	values = [value for column in (1, 2, 3) for row in finished for value in (row[0], row[column])]
+	frappe.db.sql(
+		f"""update `tabFlow Step Pending` set status = {case}, executed_at = {case}, modified = executed_at,
+		last_error = coalesce({case}, last_error) where name in %s""",
+		(*values, tuple(row[0] for row in finished)),
+	)
+
+
+def _fire_one(name: str, token: str, with_calls: list, run_name: str | None) -> None:
+	try:
+		resilience.retrying(fire, name, token, with_calls, run_name)
+	except Exception as error:
+		resilience.reset_connection()
+		_release(name, token, error)
 
 
 def _renew(names: list[str], token: str) -> None:
@@ -189,24 +292,37 @@ def _release(name: str, token: str, error: BaseException) -> None:
 		resilience.reset_connection()  # the database is away: the row's lease lapses and it is reclaimed
 
 
-def fire(name: str, token: str, collect: list | None = None) -> str | None:
+def fire(
+	name: str,
+	token: str,
+	collect: list | None = None,
+	run_name: str | None = None,
+	preloaded: dict | None = None,
+) -> str | None:
 	"""Execute the step of one claimed row; then keep advancing its run. Returns the row's status.
 
-	External calls the run begins are made here, or left for the caller when it passes `collect`."""
-	found = frappe.db.sql("select run from `tabFlow Step Pending` where name=%s", (name,))
-	run_name = found[0][0] if found else None
+	External calls the run begins are made here, or left for the caller when it passes `collect`.
+	`run_name`: the row's run as its claim read it (a row never changes run); `preloaded`: the run
+	and row already locked by a fire group (`_lock_group`)."""
+	if not run_name:
+		found = frappe.db.sql("select run from `tabFlow Step Pending` where name=%s", (name,))
+		run_name = found[0][0] if found else None
 	if not run_name:
 		return None
-	record = store.load_run(run_name, lock=True)  # lock order: run, then row
-	row = locked_row(name)
+	if preloaded and run_name in preloaded["runs"]:
+		record = preloaded["runs"][run_name]
+		row = [preloaded["rows"][name]] if name in preloaded["rows"] else []
+	else:
+		record = store.load_run(run_name, lock=True)  # lock order: run, then row
+		row = locked_row(name)
 	if not row or row[0].status != "running" or row[0].claimed_by != token:
-		frappe.db.commit()
+		runs.commit_point()
 		return row[0].status if row else None  # reclaimed and taken by someone else
 	row = row[0]
 	now = clock.now()
 	if record is None or record.is_terminal:
 		_finish_row(name, "cancelled", now)
-		frappe.db.commit()
+		runs.commit_point()
 		return "cancelled"
 	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
 	state = record.states.get(row.step_id) or {}
@@ -279,6 +395,10 @@ def locked_row(name: str) -> list[dict]:
 
 
 def _finish_row(name: str, status: str, now: datetime.datetime, error: str | None = None) -> None:
+	group = store.shared_transaction()
+	if group is not None:
+		group["finished"].append((name, status, now, error))  # written by _flush_finished
+		return
 	frappe.db.sql(
 		"""update `tabFlow Step Pending` set status=%s, executed_at=%s, modified=%s,
 		last_error=coalesce(%s, last_error) where name=%s""",
@@ -295,16 +415,7 @@ def reclaim_expired(now: datetime.datetime | None = None) -> int:
 		(now,),
 		as_dict=True,
 	)
-	waiting: dict[str, bool] = {}
-	for row in rows:
-		if row.claimed_by and row.claimed_by not in waiting:
-			waiting[row.claimed_by] = jobs.job_waiting(f"{FIRE_JOB}:{row.claimed_by}")
-		if waiting.get(row.claimed_by):  # its job is still queued behind others: not abandoned
-			frappe.db.sql(
-				"update `tabFlow Step Pending` set lease_until=%s where name=%s",
-				(add_to_date(now, seconds=_lease_seconds()), row.name),
-			)
-			continue
+	for row in rows:  # (rows are claimed by the job that fires them, which renews their leases)
 		if row.claims >= MAX_CLAIMS:
 			frappe.db.sql(
 				"""update `tabFlow Step Pending` set status='failed', last_error=%s, modified=%s where name=%s""",
@@ -450,7 +561,10 @@ def timer_loop(seconds: float = TIMER_LIFETIME, slot: int = 0) -> int:
 				time.sleep(0.5)
 				continue
 			if due is not None and due <= now:
-				claimed += drain_due(inline=True)
+				fired = fire_due_here(FIRE_CHUNK)  # close to their due time, here
+				if fired == FIRE_CHUNK:
+					hand_to_fire_jobs()  # a backlog: the workers share it (fire jobs)
+				claimed += fired
 				idle_since = time.monotonic()
 				continue
 			if due is None or (due - now).total_seconds() > HORIZON_SECONDS:

@@ -107,9 +107,10 @@ def load_run(name: str, lock: bool = False) -> RunRecord | None:
 		(name,),
 		as_dict=True,
 	)
-	if not rows:
-		return None
-	row = rows[0]
+	return record_from_row(rows[0]) if rows else None
+
+
+def record_from_row(row) -> RunRecord:
 	return RunRecord(
 		name=row.name,
 		template=row.template,
@@ -174,8 +175,42 @@ def save_run(run: RunRecord) -> None:
 		),
 	)
 	if run.unsaved_attempts:
-		insert_rows("Flow Step Attempt", run.unsaved_attempts)
+		group = shared_transaction()
+		if group is None:
+			insert_rows("Flow Step Attempt", run.unsaved_attempts)
+		else:  # written with the group's other attempts before it commits (flush_attempts)
+			user = frappe.session.user
+			group["attempts"].extend(
+				{**attempt, "owner": user, "modified_by": user} for attempt in run.unsaved_attempts
+			)
 		run.unsaved_attempts = []
+
+
+def shared_transaction() -> dict | None:
+	"""The work of many runs sharing this transaction (a fire group, scheduler.fire_batch), or None.
+
+	Its keys: `run_as` (flow → user, read once), `attempts` (attempt rows to insert together) and
+	`finished` (pending rows fired, updated together); `flush_attempts` / the scheduler write them
+	before the group commits."""
+	return getattr(frappe.local, "flow_engine_group", None) or None
+
+
+def flush_attempts() -> None:
+	"""Insert the attempts a fire group deferred, in one statement (before anything reads them)."""
+	group = shared_transaction()
+	if group and group["attempts"]:
+		attempts, group["attempts"] = group["attempts"], []
+		insert_rows("Flow Step Attempt", attempts)
+
+
+def load_runs(names: list[str]) -> dict[str, RunRecord]:
+	"""Several runs, locked in one statement (primary-key order, as every other locker meets them)."""
+	rows = frappe.db.sql(
+		f"select {RUN_COLUMNS} from `tabFlow Run` where name in %s order by name for update",
+		(tuple(names),),
+		as_dict=True,
+	)
+	return {row.name: record_from_row(row) for row in rows}
 
 
 def insert_row(doctype: str, values: dict, name: str | None = None) -> str:

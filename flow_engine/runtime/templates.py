@@ -222,6 +222,7 @@ def clear_caches(template: str | None = None) -> None:
 	from flow_engine.runtime.triggers import clear_trigger_map
 
 	clear_trigger_map()
+	frappe.local.flow_engine_controls = {}  # admission.has_controls
 	if template:
 		frappe.cache.delete_value(DEFINITIONS_CACHE)
 		frappe.local.flow_engine_definitions = {}

@@ -70,6 +70,34 @@ class TestScheduler(FlowTestCase):
 		self.assertEqual(todos, COUNT)
 		self.assertEqual(frappe.db.count("Flow Run", {"template": template, "status": "completed"}), COUNT)
 
+	def test_a_group_of_rows_fires_in_one_transaction_and_a_bad_row_costs_only_itself(self):
+		template, names = self._due_runs("group", 7)
+		mine = frappe.get_all("Flow Step Pending", filters={"run": ["in", names]}, fields=["name", "run"])
+		run_of = {row.name: row.run for row in mine}
+		token, _claimed = scheduler.claim_due(limit=100000)
+		first, rest = [row.name for row in mine[:4]], [row.name for row in mine[4:]]
+		self.assertTrue(scheduler.fire_group(first, token, [], run_of), "a clean group commits as one")
+		bad_run = run_of[rest[0]]
+		frappe.db.set_value("Flow Run", bad_run, "template_version", 999)  # its definition is gone
+		frappe.db.commit()
+		scheduler.fire_batch(rest, token, run_of)
+		frappe.db.rollback()
+		attempts = dict(
+			frappe.db.sql(
+				"select run, count(*) from `tabFlow Step Attempt` where step_id='t' and run in %s group by run",
+				(tuple(names),),
+			)
+		)
+		self.assertEqual(sorted(attempts), sorted(set(names) - {bad_run}))
+		self.assertTrue(all(count == 1 for count in attempts.values()), "a step fired twice")
+		self.assertEqual(
+			len(attempts), frappe.db.count("Flow Run", {"template": template, "status": "completed"})
+		)
+		bad_row = frappe.db.get_value("Flow Step Pending", rest[0], ["status", "last_error"], as_dict=True)
+		self.assertEqual(bad_row.status, "pending", "a row whose firing failed goes back for the next claim")
+		self.assertIn("firing failed", bad_row.last_error)
+		self.assertEqual(frappe.db.get_value("Flow Run", bad_run, "infra_failures"), 1)
+
 	def test_a_killed_workers_claim_is_reclaimed_after_the_lease(self):
 		template, names = self._due_runs("killed", 3)
 		code = (
