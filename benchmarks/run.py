@@ -926,6 +926,109 @@ def bench_backlog(smoke: bool) -> None:
 	log(f"7: {results['7']}")
 
 
+class Consumer:
+	"""`bench --site SITE flow consume` (runtime/consumer.py), started and stopped by the benchmark."""
+
+	def __init__(self, site: str):
+		self.site, self.proc = site, None
+
+	def __enter__(self):
+		self.proc = subprocess.Popen(
+			[
+				sys.executable,
+				"-m",
+				"frappe.utils.bench_helper",
+				"frappe",
+				"--site",
+				self.site,
+				"flow",
+				"consume",
+			],
+			cwd=SITES,
+			stdout=subprocess.DEVNULL,
+			stderr=subprocess.DEVNULL,
+		)
+		time.sleep(3)
+		return self
+
+	def __exit__(self, *exc):
+		self.proc.terminate()
+		try:
+			self.proc.wait(timeout=20)
+		except subprocess.TimeoutExpired:
+			self.proc.kill()
+
+
+def reaction_times(template: str, count: int) -> list[float]:
+	"""Milliseconds from a Note insert's commit to its flow's first step committed (the run's row,
+	written in the step's transaction), one Note at a time, the machine idle in between."""
+	import frappe
+	from frappe.utils import now_datetime
+
+	times = []
+	for index in range(count):
+		title = f"{PREFIX}reaction {frappe.generate_hash(length=8)}"
+		frappe.get_doc({"doctype": "Note", "title": title, "public": 1}).insert()
+		frappe.db.commit()
+		committed = now_datetime()
+		deadline = time.monotonic() + 30
+		while True:
+			frappe.db.rollback()
+			found = frappe.db.sql(
+				"""select r.modified from `tabFlow Run` r where r.template=%s and r.reference_doctype='Note'
+				and r.reference_name in (select name from tabNote where title=%s) and r.status='completed'""",
+				(template, title),
+			)
+			if found:
+				times.append((found[0][0] - committed).total_seconds() * 1000)
+				break
+			if time.monotonic() > deadline:
+				raise TimeoutError(f"t: the run of Note {index} did not complete in 30 s")
+			time.sleep(0.002)
+		time.sleep(random.uniform(0.05, 0.15))
+	return times
+
+
+def bench_reaction(smoke: bool) -> None:
+	"""From the triggering commit to the first step's effect committed, with production's workers,
+	then with the long-lived consumer beside them."""
+	import frappe
+
+	count = 20 if smoke else 200
+	deactivate_all_bench_flows()
+	frappe.db.sql("delete from tabNote where title like %s", (PREFIX + "reaction%",))
+	template = make_flow(
+		"reaction",
+		[
+			{
+				"id": "t",
+				"kind": "create_doc",
+				"payload": {"doctype": "ToDo", "fields": {"description": "reaction"}},
+			}
+		],
+		doctype="Note",
+		event="after_insert",
+	)
+	figures = {}
+	with production_workers():
+		reaction_times(template, 5)  # warm-up
+		figures["workers"] = reaction_times(template, count)
+		with Consumer(frappe.local.site):
+			reaction_times(template, 5)
+			figures["consumer"] = reaction_times(template, count)
+	row = {"runs": count}
+	for label, values in figures.items():
+		row[f"{label}_p50_ms"] = percentile(values, 50)
+		row[f"{label}_p99_ms"] = percentile(values, 99)
+		row[f"{label}_max_ms"] = max(values)
+	row["target"] = "p50 <= 25 ms, p99 <= 100 ms"
+	results["t"] = row
+	frappe.db.sql("delete from tabNote where title like %s", (PREFIX + "reaction%",))
+	frappe.db.sql("delete from tabToDo where description='reaction'")
+	frappe.db.commit()
+	log(f"t: {row}")
+
+
 # ---------------------------------------------------------------- server script, for the record
 
 
@@ -1128,6 +1231,7 @@ BENCHMARKS = {
 	"s": bench_server_script,
 	"r": bench_recovery,
 	"m": bench_many_flows,
+	"t": bench_reaction,
 }
 # rows computed inside another benchmark: asking for one runs the benchmark that computes it
 COMPUTED_BY = {"2": "1", "4": "3", "8": "5", "9": "5"}

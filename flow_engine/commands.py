@@ -262,6 +262,21 @@ def rollback(context, template, version):
 		)
 
 
+@flow.command(
+	"consume",
+	help="Advance runs within milliseconds of their trigger's commit: a long-lived process beside the "
+	"workers (add it to the Procfile or supervisor; see README). Serves the given sites, or all.",
+)
+@click.option("--max-batches", default=10_000, type=int, help="Exit after this many batches (memory)")
+@pass_context
+def consume(context, max_batches=10_000):
+	from flow_engine.runtime import consumer
+
+	sites = list(context.sites or []) or None
+	click.echo(f"flow_engine consumer: serving {', '.join(sites) if sites else 'every site'}")
+	consumer.serve(sites, max_batches=max_batches, sites_path=".")
+
+
 commands = [flow]
 
 
@@ -279,6 +294,7 @@ def _preload_engine() -> None:
 
 
 PRELOAD = (
+	"flow_engine.runtime.consumer",
 	"flow_engine.runtime.runs",
 	"flow_engine.runtime.scheduler",
 	"flow_engine.runtime.triggers",

@@ -9,6 +9,8 @@ from typing import Any
 
 import frappe
 
+from flow_engine.runtime import consumer
+
 QUEUE = "default"
 
 
@@ -84,6 +86,8 @@ def _dispatch_advances() -> None:
 			for run in pending:
 				advance(run)
 			return
+		if consumer.wake(frappe.local.site):
+			return  # a long-lived consumer takes them now (it asks for pool jobs if they are many)
 		ensure_pool_jobs(-(-len(pending) // ADVANCE_BATCH))
 	except Exception:
 		# the runs are durable and leased: once their lease lapses the timer or the tick re-dispatches them
