@@ -34,6 +34,7 @@ doc_events = {
 	# business events read a value turning on (Contract signed, Quotation Ordered by db_set, …) on
 	# on_change, which runs after every save, submit and db_set: see flow_engine/engine/business_events.py
 	**{doctype: {"on_change": _on} for doctype in ("Contract", "Quotation", "Subscription", "Task", "ToDo")},
+	"User": {"on_change": "flow_engine.runtime.identity.forget_run_as"},  # Run As read once a second
 }
 
 # Scheduler: claim due pending steps every minute (a timer job gives sub-second precision)

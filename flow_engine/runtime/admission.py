@@ -64,7 +64,11 @@ def limits(template: str, lock: str = "") -> Limits | None:
 	)
 	if not rows:
 		return None
-	row = rows[0]
+	return limits_of(rows[0])
+
+
+def limits_of(row) -> Limits:
+	"""The controls in a Flow Template row read with LIMIT_COLUMNS."""
 	return Limits(
 		max_open=max(int(row.max_concurrent_runs or 0), 0),
 		per_minute=max(int(row.rate_limit_per_minute or 0), 0),
@@ -101,12 +105,14 @@ def admit_new(
 	variables: dict | None = None,
 	event: str | None = None,
 	schedule: str | None = None,
+	row=None,
 ) -> Admission | None:
 	"""How a new run of `template` starts: running, queued, or None (a duplicate, policy skip).
 
 	Called by `runs.start_run` before it inserts the run; for a flow with controls it locks the flow's
-	row until the caller's transaction ends, so the run it inserts is counted by the next admission."""
-	found = limits(template)
+	row until the caller's transaction ends, so the run it inserts is counted by the next admission.
+	`row`: the flow's row as the caller read it (with LIMIT_COLUMNS), saving a read."""
+	found = limits_of(row) if row is not None else limits(template)
 	if found is None or not found.any:
 		return Admission("running")  # no controls: one primary-key read, no lock
 	found = limits(template, lock="for update")

@@ -17,6 +17,7 @@ Rules (issue 10):
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 
 import frappe
@@ -59,6 +60,28 @@ def is_system_manager(user: str | None = None) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- run time
+
+
+RUN_AS_SECONDS = 1.0  # how long a process trusts a flow's Run As reading (a run's every advance asks)
+
+
+def run_as_recent(template: str) -> str:
+	"""`run_as_for`, read at most once a second per flow and process: a job advancing many runs of a
+	flow reads it once. Saving a user or a flow here forgets the readings (`forget_run_as`); a user
+	disabled in another process stops that flow's runs within the second."""
+	known = getattr(frappe.local, "flow_engine_run_as", None)
+	if known is None:
+		known = frappe.local.flow_engine_run_as = {}
+	now = time.monotonic()
+	hit = known.get(template)
+	if hit is None or now - hit[1] > RUN_AS_SECONDS:
+		hit = known[template] = (run_as_for(template), now)  # (an error is raised, never remembered)
+	return hit[0]
+
+
+def forget_run_as(doc=None, method=None) -> None:
+	"""A user (enabled, roles) or a flow changed: read Run As again (User on_change, clear_caches)."""
+	frappe.local.flow_engine_run_as = {}
 
 
 def run_as_for(template: str) -> str:

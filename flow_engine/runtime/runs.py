@@ -126,7 +126,7 @@ def start_run(
 	if source in ("schedule", "api") or input:
 		validate_input(template, input or {}, row.payload_schema)
 	admitted = admission.admit_new(
-		template, doc=doc, input=input, variables=variables, event=event, schedule=schedule
+		template, doc=doc, input=input, variables=variables, event=event, schedule=schedule, row=row
 	)
 	if admitted is None:
 		return None  # a run with the same dedupe key is open (policy "skip")
@@ -172,15 +172,8 @@ def start_run(
 
 
 def run_as(template: str) -> str:
-	"""The user a flow's steps act as (raises identity.RunAsError when it has none or it is disabled);
-	read once per flow by a fire group (one transaction)."""
-	group = getattr(frappe.local, "flow_engine_group", None)
-	if not group:
-		return identity.run_as_for(template)
-	known = group["run_as"]
-	if template not in known:
-		known[template] = identity.run_as_for(template)
-	return known[template]
+	"""The user a flow's steps act as (raises identity.RunAsError when it has none or it is disabled)."""
+	return identity.run_as_recent(template)
 
 
 def commit_point() -> None:

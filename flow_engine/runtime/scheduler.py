@@ -206,7 +206,7 @@ def fire_group(group: list[str], token: str, with_calls: list, run_of: dict[str,
 	and the rows' outcomes written in one each, one commit (runs.commit_point defers the runs' own).
 	False, with everything rolled back, when anything raised."""
 	collected: list = []
-	frappe.local.flow_engine_group = {"run_as": {}, "attempts": [], "finished": []}
+	frappe.local.flow_engine_group = {"attempts": [], "finished": []}
 	try:
 		preloaded = _lock_group(group, run_of)
 		for name in group:

@@ -93,7 +93,8 @@ class RunRecord:
 def template_row(template: str) -> frappe._dict | None:
 	"""What starting a run needs from its Flow Template (one indexed read on every trigger)."""
 	rows = frappe.db.sql(
-		"select name, version, is_active, payload_schema, run_deadline_days, run_deadline_action "
+		"select name, version, is_active, payload_schema, run_deadline_days, run_deadline_action, "
+		"max_concurrent_runs, rate_limit_per_minute, dedupe_key, dedupe_policy "  # (admission.LIMIT_COLUMNS)
 		"from `tabFlow Template` where name=%s",
 		(template,),
 		as_dict=True,
@@ -189,9 +190,8 @@ def save_run(run: RunRecord) -> None:
 def shared_transaction() -> dict | None:
 	"""The work of many runs sharing this transaction (a fire group, scheduler.fire_batch), or None.
 
-	Its keys: `run_as` (flow → user, read once), `attempts` (attempt rows to insert together) and
-	`finished` (pending rows fired, updated together); `flush_attempts` / the scheduler write them
-	before the group commits."""
+	Its keys: `attempts` (attempt rows to insert together) and `finished` (pending rows fired, updated
+	together); `flush_attempts` / the scheduler write them before the group commits."""
 	return getattr(frappe.local, "flow_engine_group", None) or None
 
 

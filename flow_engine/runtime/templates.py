@@ -223,6 +223,7 @@ def clear_caches(template: str | None = None) -> None:
 
 	clear_trigger_map()
 	frappe.local.flow_engine_controls = {}  # admission.has_controls
+	frappe.local.flow_engine_run_as = {}  # identity.run_as_recent
 	if template:
 		frappe.cache.delete_value(DEFINITIONS_CACHE)
 		frappe.local.flow_engine_definitions = {}
