@@ -53,6 +53,17 @@ def checks() -> list[dict]:
 				)
 	except Exception as error:
 		add("workers", "fail", f"cannot reach Redis queue: {error}")
+	from flow_engine.runtime import consumer
+
+	if consumer.alive(fresh=True):
+		add("consumer", "ok", "a flow consumer is up: runs start within milliseconds of their trigger")
+	else:
+		add(
+			"consumer",
+			"warn",
+			"no flow consumer (optional): runs wait for a worker job's start-up; run `bench flow consume` "
+			"beside the workers for millisecond reactions (README: How runs behave)",
+		)
 	overdue = frappe.db.count(
 		"Flow Step Pending",
 		{"status": "pending", "trigger_at": ["<", add_to_date(now_datetime(), minutes=-5)]},

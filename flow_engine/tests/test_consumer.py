@@ -34,6 +34,12 @@ def _wait_alive(expected: bool, seconds: float = 15) -> bool:
 	return False
 
 
+def _preflight(name: str) -> dict:
+	from flow_engine.runtime.health import checks
+
+	return {row["name"]: row for row in checks()}[name]
+
+
 def _drop_pool_jobs() -> None:
 	"""Pool jobs this test queued: removed from RQ so no later worker advances stale runs."""
 	from frappe.utils.background_jobs import get_job
@@ -60,6 +66,7 @@ class TestConsumer(FlowTestCase):
 		process = _serve(8, [frappe.local.site])
 		try:
 			self.assertTrue(_wait_alive(True), "the consumer's heartbeat never appeared")
+			self.assertEqual(_preflight("consumer")["level"], "ok")
 			consumer.wake("no-such-site.localhost")  # a bad batch first: the consumer goes on
 			frappe.db.commit()
 			run = runs.start_run(template)
@@ -81,6 +88,8 @@ class TestConsumer(FlowTestCase):
 
 	def test_without_a_consumer_the_dispatcher_queues_a_pool_job(self):
 		self.assertTrue(_wait_alive(False), "no consumer may run during this test")
+		self.assertEqual(_preflight("consumer")["level"], "warn")
+		self.assertIn("bench flow consume", _preflight("consumer")["detail"])
 		template = make_flow("no consumer", TODO).name
 		_drop_pool_jobs()
 		run = runs.start_run(template)
