@@ -7,6 +7,7 @@ completions of one run serialise on that lock, so no update is lost.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -174,6 +175,19 @@ def start_run(
 def run_as(template: str) -> str:
 	"""The user a flow's steps act as (raises identity.RunAsError when it has none or it is disabled)."""
 	return identity.run_as_recent(template)
+
+
+@contextlib.contextmanager
+def shared_transaction(**extra):
+	"""Many runs' work in one transaction (fire groups, pool groups): their commit points are deferred
+	and their attempts written in one statement at the end; the caller commits (or, when anything
+	raised, rolls back everything and redoes the work run by run)."""
+	frappe.local.flow_engine_group = {"attempts": [], **extra}
+	try:
+		yield frappe.local.flow_engine_group
+		store.flush_attempts()
+	finally:
+		frappe.local.flow_engine_group = None
 
 
 def commit_point() -> None:
@@ -383,19 +397,51 @@ def advance_many(runs: list[str]) -> None:
 	after_job()
 
 
+GROUP_RUNS = 10  # runs advanced in one transaction (their rows stay locked until it commits)
+
+
 def advance_claimed(runs: list[str], owner: str | None) -> None:
-	"""Advance runs this job holds (one failing run does not stop the rest), renewing the leases of
-	those not reached yet; then make their external calls together."""
+	"""Advance runs this job holds, a group per transaction (one failing run does not stop the rest),
+	renewing the leases of those not reached yet; then make their external calls together."""
 	renewed = time.monotonic()
-	with_calls = []
-	for index, run in enumerate(runs):
-		record = guarded(run, advance_once, run)
-		if record is not None and record.calls:
-			with_calls.append(record)
+	with_calls: list = []
+	for start in range(0, len(runs), GROUP_RUNS):
+		group = runs[start : start + GROUP_RUNS]
+		if len(group) == 1 or not advance_group(group, with_calls):
+			for run in group:
+				record = guarded(run, advance_once, run)
+				if record is not None and record.calls:
+					with_calls.append(record)
 		if owner and time.monotonic() - renewed > leases.lease_seconds() / 3:
-			guarded(run, leases.renew, runs[index + 1 :], owner)
+			guarded(group[-1], leases.renew, runs[start + len(group) :], owner)
 			renewed = time.monotonic()
 	make_calls(with_calls)
+
+
+def advance_group(runs: list[str], with_calls: list) -> bool:
+	"""Advance `runs` in one transaction: locked in one statement, their attempts written together,
+	one commit. False, with everything rolled back, when anything raised: the caller then advances
+	them one by one, each riding out its own trouble."""
+	collected = []
+	try:
+		with shared_transaction():
+			records = store.load_runs(runs)
+			for name in runs:
+				record = records.get(name)
+				if record is None or record.is_terminal or record.status == "queued":
+					continue  # ended meanwhile; queued runs are started by admission
+				record.definition = templates.definition_for(
+					record.template, record.template_version, record.scope
+				)
+				record = drive(record)
+				if record is not None and record.calls:
+					collected.append(record)
+		frappe.db.commit()
+	except Exception:
+		resilience.reset_connection()
+		return False
+	with_calls.extend(collected)
+	return True
 
 
 def after_job() -> None:

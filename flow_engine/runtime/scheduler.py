@@ -203,24 +203,19 @@ def fire_batch(names: list[str], token: str, run_of: dict[str, str] | None = Non
 
 def fire_group(group: list[str], token: str, with_calls: list, run_of: dict[str, str]) -> bool:
 	"""Fire `group` in one transaction: its runs and rows locked in two statements, their attempts
-	and the rows' outcomes written in one each, one commit (runs.commit_point defers the runs' own).
-	False, with everything rolled back, when anything raised."""
+	and the rows' outcomes written in one each, one commit (runs.shared_transaction). False, with
+	everything rolled back, when anything raised."""
 	collected: list = []
-	frappe.local.flow_engine_group = {"attempts": [], "finished": []}
 	try:
-		preloaded = _lock_group(group, run_of)
-		for name in group:
-			fire(name, token, collected, run_of.get(name), preloaded)
-		store.flush_attempts()
-		_flush_finished()
-		frappe.local.flow_engine_group = None
+		with runs.shared_transaction(finished=[]):
+			preloaded = _lock_group(group, run_of)
+			for name in group:
+				fire(name, token, collected, run_of.get(name), preloaded)
+			_flush_finished()
 		frappe.db.commit()
 	except Exception:
-		frappe.local.flow_engine_group = None
 		resilience.reset_connection()
 		return False
-	finally:
-		frappe.local.flow_engine_group = None
 	with_calls.extend(collected)
 	return True
 
@@ -242,7 +237,7 @@ def _lock_group(group: list[str], run_of: dict[str, str]) -> dict:
 
 def _flush_finished() -> None:
 	"""Write the outcomes of the rows a fire group fired, in one statement."""
-	group = store.shared_transaction()
+	group = store.transaction_group()
 	finished = group["finished"] if group else []
 	if not finished:
 		return
@@ -395,7 +390,7 @@ def locked_row(name: str) -> list[dict]:
 
 
 def _finish_row(name: str, status: str, now: datetime.datetime, error: str | None = None) -> None:
-	group = store.shared_transaction()
+	group = store.transaction_group()
 	if group is not None:
 		group["finished"].append((name, status, now, error))  # written by _flush_finished
 		return

@@ -176,7 +176,7 @@ def save_run(run: RunRecord) -> None:
 		),
 	)
 	if run.unsaved_attempts:
-		group = shared_transaction()
+		group = transaction_group()
 		if group is None:
 			insert_rows("Flow Step Attempt", run.unsaved_attempts)
 		else:  # written with the group's other attempts before it commits (flush_attempts)
@@ -187,7 +187,7 @@ def save_run(run: RunRecord) -> None:
 		run.unsaved_attempts = []
 
 
-def shared_transaction() -> dict | None:
+def transaction_group() -> dict | None:
 	"""The work of many runs sharing this transaction (a fire group, scheduler.fire_batch), or None.
 
 	Its keys: `attempts` (attempt rows to insert together) and `finished` (pending rows fired, updated
@@ -197,7 +197,7 @@ def shared_transaction() -> dict | None:
 
 def flush_attempts() -> None:
 	"""Insert the attempts a fire group deferred, in one statement (before anything reads them)."""
-	group = shared_transaction()
+	group = transaction_group()
 	if group and group["attempts"]:
 		attempts, group["attempts"] = group["attempts"], []
 		insert_rows("Flow Step Attempt", attempts)

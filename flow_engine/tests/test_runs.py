@@ -74,6 +74,25 @@ class TestRuns(FlowTestCase):
 		self.assertEqual(frappe.db.get_value("Flow Step Pending", pending.name, "status"), "completed")
 		self.assertEqual(frappe.db.count("Flow Step Attempt", {"run": record.name}), 4)
 
+	def test_a_group_of_runs_advances_in_one_transaction_and_a_bad_run_costs_only_itself(self):
+		template = make_flow("pool group", [todo("t", "{{run.name}} grouped")]).name
+		frappe.flags.flow_engine_inline = False
+		names = [runs.start_run(template) for _ in range(5)]
+		frappe.db.commit()
+		self.assertTrue(runs.advance_group(names[:3], []), "a clean group commits as one")
+		frappe.db.rollback()
+		self.assertEqual({frappe.db.get_value("Flow Run", n, "status") for n in names[:3]}, {"completed"})
+		frappe.db.set_value("Flow Run", names[3], "template_version", 999)  # its definition is gone
+		frappe.db.commit()
+		runs.advance_claimed(names[3:], None)
+		frappe.db.rollback()
+		self.assertEqual(frappe.db.get_value("Flow Run", names[4], "status"), "completed")
+		self.assertEqual(frappe.db.get_value("Flow Run", names[3], "infra_failures"), 1)
+		made = frappe.get_all(
+			"ToDo", filters={"description": ["like", "% grouped [flowtest]"]}, pluck="description"
+		)
+		self.assertEqual(sorted(made), sorted(f"{n} grouped [flowtest]" for n in names if n != names[3]))
+
 	def test_on_date_steps(self):
 		due = add_to_date(now_datetime(), days=3)
 		template = make_flow(

@@ -3,7 +3,16 @@ import json
 import frappe
 
 from flow_engine.runtime import triggers
-from flow_engine.tests.utils import TEST_DOCTYPE, FlowTestCase, make_flow, new_test_doc, run_of, runs_of
+from flow_engine.tests.utils import (
+	PREFIX,
+	TEST_DOCTYPE,
+	FlowTestCase,
+	make_flow,
+	new_test_doc,
+	run_in_subprocess,
+	run_of,
+	runs_of,
+)
 
 COMMENT = [{"id": "c", "kind": "comment", "payload": {"text": "fired on {{doc.title}}"}}]
 
@@ -24,6 +33,30 @@ class TestTriggers(FlowTestCase):
 		self.assertEqual(record.status, "completed")
 		self.assertEqual(record.trigger_event, event)
 		return template, doc
+
+	def test_a_map_rebuilt_by_another_process_before_the_commit_is_forgotten_at_commit(self):
+		"""A flow saved while another process saves documents: that process may rebuild the trigger
+		map between the save's clear and its commit (from what is committed, without the flow)."""
+		template = frappe.get_doc(
+			{
+				"doctype": "Flow Template",
+				"template_name": f"{PREFIX}map race",
+				"trigger_doctype": TEST_DOCTYPE,
+				"trigger_event": "after_insert",
+				"is_active": 1,
+				"flow_definition": json.dumps({"version": 1, "steps": COMMENT}),
+			}
+		).insert()  # clears the map, not committed yet
+		out = run_in_subprocess(
+			"from flow_engine.runtime import triggers\n"
+			"frappe.cache.delete_value(triggers.CACHE_KEY)\n"
+			f"print({template.name!r} in str(triggers.get_trigger_map()))\n"
+		)
+		self.assertEqual(out.strip().splitlines()[-1], "False", "the other process cached a map without it")
+		frappe.db.commit()
+		frappe.local.flags.flow_engine_trigger_map = None
+		frappe.local.cache.clear()  # (what this process read from Redis before: read it again)
+		self.assertIn(template.name, str(triggers.get_trigger_map()["doctypes"].get(TEST_DOCTYPE)))
 
 	def test_after_insert(self):
 		template = make_flow("insert", COMMENT, event="after_insert").name
