@@ -727,3 +727,37 @@ test("removing a case removes the steps of its branch, and only those", () => {
 	});
 	assert.deepEqual(removeCase(dup, "i", 1).steps.map((s) => s.id), ["i", "s"]);
 });
+
+// ------------------------------------------------------------------ #16: the editor at scale
+
+import { dryRunIndex } from "../../flow_engine/public/js/flow_editor/graph.js";
+
+test("dryRunIndex: each step's first row with its order, loop body steps counted per item, once for the graph", () => {
+	const index = dryRunIndex({
+		steps: [
+			{ step_id: "a", action: "run", wave: 1 },
+			{
+				step_id: "loop",
+				action: "run",
+				wave: 2,
+				each: [
+					{ step_id: "body", action: "run" },
+					{ step_id: "body", action: "run" },
+					{ step_id: "skipped", action: "skip" },
+				],
+			},
+			{ step_id: "a", action: "run", wave: 3 }, // a second row of the same step: the first one counts
+			{ step_id: "no", action: "skip", wave: 3 },
+		],
+	});
+	assert.deepEqual(index.get("a"), { order: 1, step_id: "a", action: "run", wave: 1 });
+	assert.equal(index.get("loop").order, 2);
+	assert.deepEqual(index.get("body"), { per_item: 2 });
+	assert.equal(index.get("no").order, 4, "a skipped step has its row and order");
+	assert.equal(index.has("skipped"), false, "only skipped inside the loop: never reached");
+	assert.equal(index.has("elsewhere"), false);
+	assert.equal(dryRunIndex(null).size, 0);
+	// 200 steps index in one pass
+	const big = dryRunIndex({ steps: Array.from({ length: 200 }, (_, i) => ({ step_id: `s${i}`, action: "run" })) });
+	assert.equal(big.get("s199").order, 200);
+});

@@ -8,6 +8,17 @@ frappe.pages["flow-editor"].on_page_load = function (wrapper) {
 	page_wrapper = wrapper;
 	frappe.ui.make_app_page({ parent: wrapper, title: __("Flow Editor"), single_column: true });
 	$(wrapper).find(".layout-main-section-wrapper").css({ "margin-bottom": 0 });
+	// leaving the page: a clean editor is unmounted now (on_page_show builds a new one on the way back
+	// anyway); one with unsaved edits stays mounted, as it was. Without this, coming back to a large
+	// flow first laid out the hidden old graph and then tore it down before the new one could start.
+	$(wrapper).on("hide", (event) => {
+		if (event.target !== wrapper) return; // a dropdown or tooltip's own "hide" bubbling up
+		const editor = window.flow_engine && flow_engine.editor;
+		if (!editor || editor.dirty) return;
+		editor.destroy();
+		flow_engine.editor = null;
+		$(wrapper).find(".layout-main-section").empty();
+	});
 	// unsaved-changes guard: leaving Desk, or navigating away inside Desk
 	window.addEventListener("beforeunload", (event) => {
 		if (flow_engine.editor && flow_engine.editor.dirty) {
@@ -65,10 +76,6 @@ frappe.pages["flow-editor"].on_page_show = function (wrapper) {
 		flow_engine.editor = new flow_engine.FlowEditor({ wrapper: $mount, page: wrapper.page, mode, name });
 		flow_engine.editor.route_key = key;
 	});
-};
-
-frappe.pages["flow-editor"].on_page_hide = function () {
-	// keep the editor mounted: coming back shows it as it was (unsaved edits included)
 };
 
 function pick_flow(wrapper) {

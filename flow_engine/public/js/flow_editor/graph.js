@@ -1014,6 +1014,28 @@ export function takenBranches(result) {
 	return typeof result.branch === "string" && result.branch ? [result.branch] : [];
 }
 
+/**
+ * What the nodes show of a test run, indexed once for the whole graph: step id → its first row with its
+ * order ({order, ...row}), or {per_item: n} for a loop body's step walked n times inside its for_each's
+ * rows. A step absent from the map was never reached.
+ */
+export function dryRunIndex(result) {
+	const index = new Map();
+	const rows = (result && result.steps) || [];
+	rows.forEach((row, i) => {
+		if (!index.has(row.step_id)) index.set(row.step_id, { order: i + 1, ...row });
+	});
+	const times = new Map();
+	for (const row of rows) {
+		if (!Array.isArray(row.each)) continue;
+		for (const sub of row.each) {
+			if (sub.action !== "skip") times.set(sub.step_id, (times.get(sub.step_id) || 0) + 1);
+		}
+	}
+	for (const [id, n] of times) if (!index.has(id)) index.set(id, { per_item: n });
+	return index;
+}
+
 /** Dry-run rows grouped by wave: [{wave, rows: [{...row, order}]}] in wave order. */
 export function dryRunWaves(result) {
 	const waves = new Map();

@@ -42,6 +42,8 @@ export const useFlowStore = defineStore("flow-editor", () => {
 			: null
 	);
 	const trigger_doctype = computed(() => (definition.value.trigger || {}).doctype || null);
+	// the test run's rows by step id, built once per result (each node reads its own)
+	const dry_index = computed(() => graph.dryRunIndex(dry_run.value));
 
 	// ------------------------------------------------------------ loading
 
@@ -73,8 +75,10 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		sync_history();
 		dirty.value = false;
 		selected.value = def.steps.length ? null : { type: "trigger" };
-		await load_doc_fields();
+		// the server validates while the graph renders (Vue renders after this function yields): on a
+		// large flow the render is the longer of the two, so the answer costs the open nothing
 		validate_now();
+		await load_doc_fields();
 	}
 
 	async function load_doc_fields() {
@@ -671,6 +675,7 @@ export const useFlowStore = defineStore("flow-editor", () => {
 		doc_fields,
 		run,
 		dry_run,
+		dry_index,
 		message,
 		fit_request,
 		history_state,
