@@ -1054,6 +1054,57 @@ def bench_reaction(smoke: bool) -> None:
 	log(f"t: {row}")
 
 
+def bench_editor(smoke: bool) -> None:
+	"""Row e: the Flow Editor with a 200-step flow in headless Chromium (benchmarks/editor_scale.sh),
+	against `bench serve` started here (the app's Desk assets must be built)."""
+	import urllib.request
+
+	import frappe
+
+	site, port = frappe.local.site, 8012
+	server = subprocess.Popen(
+		[
+			*(sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", site, "serve"),
+			*("--port", str(port), "--noreload", "--nothreading"),
+		],
+		cwd=SITES,
+		stdout=subprocess.DEVNULL,
+		stderr=subprocess.DEVNULL,
+	)
+	try:
+		for _ in range(60):
+			try:
+				urllib.request.urlopen(f"http://127.0.0.1:{port}/api/method/ping", timeout=2)
+				break
+			except OSError:
+				time.sleep(1)
+		env = {**os.environ, "FLOW_SCALE_REPEAT": "1" if smoke else "5"}
+		out = subprocess.run(
+			["bash", str(ROOT / "benchmarks" / "editor_scale.sh"), f"http://{site.lower()}:{port}", site],
+			capture_output=True,
+			text=True,
+			timeout=900,
+			env=env,
+		)
+	finally:
+		server.terminate()
+		server.wait(timeout=20)
+	lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+	if out.returncode != 0 or not lines:
+		raise RuntimeError(f"editor_scale.sh failed: {out.stdout[-800:]} {out.stderr[-400:]}")
+	figures = json.loads(lines[-1])
+	results["e"] = {
+		"steps": figures.get("steps"),
+		"open_validate_layout_ms": figures.get("open_ms"),
+		"open_best_ms": figures.get("open_best_ms"),
+		"first_open_with_bundle_ms": figures.get("open_first_ms"),
+		"dry_run_ms": figures.get("dry_run_ms"),
+		"dry_run_best_ms": figures.get("dry_run_best_ms"),
+		"target": "open + validate + layout < 1 s, dry run < 500 ms",
+	}
+	log(f"e: {results['e']}")
+
+
 # ---------------------------------------------------------------- server script, for the record
 
 
@@ -1257,6 +1308,7 @@ BENCHMARKS = {
 	"r": bench_recovery,
 	"m": bench_many_flows,
 	"t": bench_reaction,
+	"e": bench_editor,
 }
 # rows computed inside another benchmark: asking for one runs the benchmark that computes it
 COMPUTED_BY = {"2": "1", "4": "3", "8": "5", "9": "5"}
@@ -1299,7 +1351,7 @@ def main() -> None:
 	parser.add_argument("--smoke", action="store_true")
 	parser.add_argument(
 		"--only",
-		help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r, m, t; 2, 4, 8, 9 run the "
+		help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r, m, t, e; 2, 4, 8, 9 run the "
 		"benchmark that computes them",
 	)
 	parser.add_argument(
