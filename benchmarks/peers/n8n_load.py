@@ -23,6 +23,9 @@ stdout carries exactly one JSON line (progress goes to stderr):
      "completed_per_second": ..., "errors": ..., ...}
 
 Exits 2 with a message if n8n (or Node) is not installed, 1 if the benchmark itself fails.
+
+The n8n process, its REST set-up, the load generator and the CPU probes here are shared with
+``n8n_erpnext.py`` (which imports them).
 """
 
 from __future__ import annotations
@@ -57,8 +60,12 @@ OWNER = {
 }
 
 
+# prefix of progress lines on stderr; n8n_erpnext.py sets its own
+LOG_NAME = "n8n_load"
+
+
 def log(msg: str):
-	sys.stderr.write(f"n8n_load: {msg}\n")
+	sys.stderr.write(f"{LOG_NAME}: {msg}\n")
 	sys.stderr.flush()
 
 
@@ -68,15 +75,18 @@ class Fatal(Exception):
 		self.code = code
 
 
-def parse_args(argv=None):
-	p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-	p.add_argument("--requests", type=int, default=None, help="measured webhook requests (default 2000)")
+def add_load_args(p, requests: int, smoke_requests: int):
+	"""The sizing and n8n options both n8n scripts take."""
+	p.add_argument(
+		"--requests", type=int, default=None, help=f"measured webhook requests (default {requests})"
+	)
 	p.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 16)")
 	p.add_argument("--warmup", type=int, default=None, help="untimed requests first (default 5%%, 20..100)")
 	p.add_argument(
 		"--smoke",
 		action="store_true",
-		help="tiny size (40 requests, concurrency 4, unless --requests/--concurrency say otherwise)",
+		help=f"tiny size ({smoke_requests} requests, concurrency 4, unless --requests/--concurrency say "
+		"otherwise)",
 	)
 	p.add_argument("--port", type=int, default=5678, help="n8n port on 127.0.0.1 (default 5678)")
 	p.add_argument("--n8n-dir", default=os.environ.get("PEER_N8N_DIR", DEFAULT_N8N_DIR))
@@ -99,9 +109,12 @@ def parse_args(argv=None):
 		"--max-seconds", type=float, default=600.0, help="hard cap on the load phase (default 600)"
 	)
 	p.add_argument("--request-timeout", type=float, default=60.0, help="per-request timeout (default 60)")
-	args = p.parse_args(argv)
+
+
+def finish_load_args(p, args, requests: int, smoke_requests: int):
+	"""Defaults that depend on --smoke, and the checks."""
 	if args.requests is None:
-		args.requests = 40 if args.smoke else 2000
+		args.requests = smoke_requests if args.smoke else requests
 	if args.concurrency is None:
 		args.concurrency = 4 if args.smoke else 16
 	if args.warmup is None and args.smoke:
@@ -112,6 +125,12 @@ def parse_args(argv=None):
 		p.error("--requests and --concurrency must be >= 1, --warmup >= 0")
 	args.concurrency = min(args.concurrency, args.requests)
 	return args
+
+
+def parse_args(argv=None):
+	p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+	add_load_args(p, 2000, 40)
+	return finish_load_args(p, p.parse_args(argv), 2000, 40)
 
 
 # ---------------------------------------------------------------- n8n process
@@ -181,7 +200,7 @@ class N8n:
 		with socket.socket() as s:
 			if s.connect_ex((HOST, self.args.port)) == 0:
 				raise Fatal(f"port {self.args.port} on {HOST} is already in use (another n8n?); pass --port")
-		self.args.home = writable_dir(self.args.home, "n8n-home", "n8n_load")
+		self.args.home = writable_dir(self.args.home, "n8n-home", LOG_NAME)
 		self.log_path = os.path.join(self.args.home, "n8n-bench.log")
 		data_dir = os.path.join(self.args.home, ".n8n")
 		if not self.args.reuse_home and os.path.isdir(data_dir):
@@ -240,24 +259,7 @@ class N8n:
 
 	def cpu_seconds(self):
 		"""CPU seconds (user + system) used so far by n8n's process group, from /proc (Linux)."""
-		if self.proc is None:
-			return None
-		tick = os.sysconf("SC_CLK_TCK")
-		total = 0
-		try:
-			for pid in os.listdir("/proc"):
-				if not pid.isdigit():
-					continue
-				try:
-					with open(f"/proc/{pid}/stat") as f:
-						fields = f.read().rsplit(")", 1)[1].split()
-				except OSError:
-					continue
-				if int(fields[2]) == self.proc.pid:  # pgrp
-					total += int(fields[11]) + int(fields[12])  # utime + stime
-		except (OSError, ValueError):
-			return None
-		return total / tick
+		return group_cpu_seconds(self.proc.pid) if self.proc is not None else None
 
 	# ------------------------------------------------------------ REST
 
@@ -350,6 +352,11 @@ class N8n:
 			],
 			"connections": {"Webhook": {"main": [[{"node": "Set", "type": "main", "index": 0}]]}},
 		}
+		self.activate_workflow(wf)
+		log(f"workflow {self.workflow_id} (Webhook → Set) active at {self.base}/webhook/{WEBHOOK_PATH}")
+
+	def activate_workflow(self, wf: dict) -> str:
+		"""Create `wf` and activate it (with --reuse-home, after deactivating the older ones)."""
 		if self.args.reuse_home:
 			for old in self.rest("GET", "/workflows") or []:
 				if isinstance(old, dict) and old.get("active"):
@@ -360,7 +367,7 @@ class N8n:
 		if not activated.get("active"):
 			raise Fatal(f"workflow {wf_id} did not activate: {str(activated)[:300]}")
 		self.workflow_id = wf_id
-		log(f"workflow {wf_id} (Webhook → Set) active at {self.base}/webhook/{WEBHOOK_PATH}")
+		return wf_id
 
 	def successful_executions(self):
 		"""(count, estimated) of successful executions of the workflow, from the REST API."""
@@ -368,12 +375,91 @@ class N8n:
 		data = self.rest("GET", "/executions?" + urllib.parse.urlencode({"filter": flt, "limit": 1}))
 		return int(data.get("count", 0)), bool(data.get("estimated"))
 
+	def settled_successful_executions(self, before: int, wait: float = 15.0):
+		"""(count since `before`, estimated), once the count has stopped moving for 1 s (n8n may save
+		an execution a moment after its webhook answered); (None, None) when the REST call fails."""
+		counted, estimated = None, None
+		try:
+			stable_since, last = time.monotonic(), None
+			t_end = time.monotonic() + wait
+			while time.monotonic() < t_end:
+				now, estimated = self.successful_executions()
+				if now != last:
+					last, stable_since = now, time.monotonic()
+				elif time.monotonic() - stable_since > 1.0:
+					break
+				time.sleep(0.25)
+			counted = last - before
+		except Fatal as e:
+			log(f"executions cross-check failed: {e}")
+		return counted, estimated
+
+
+def group_cpu_seconds(pgid: int):
+	"""CPU seconds (user + system) used so far by the processes of group `pgid`, from /proc (Linux)."""
+	return _proc_cpu_seconds(lambda pid, fields: int(fields[2]) == pgid)  # pgrp
+
+
+def pid_cpu_seconds(pid: int):
+	"""CPU seconds (user + system) used so far by one process (all its threads)."""
+	return _proc_cpu_seconds(lambda p, _fields: p == pid, [str(pid)])
+
+
+def machine_cpu_seconds():
+	"""CPU seconds all cores spent busy so far (user, nice, system, irq, softirq), from /proc/stat."""
+	try:
+		with open("/proc/stat") as f:
+			fields = f.readline().split()
+		user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+	except (OSError, ValueError):
+		return None
+	return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_seconds(match, pids=None):
+	tick = os.sysconf("SC_CLK_TCK")
+	total = 0
+	try:
+		for pid in pids if pids is not None else os.listdir("/proc"):
+			if not pid.isdigit():
+				continue
+			try:
+				with open(f"/proc/{pid}/stat") as f:
+					fields = f.read().rsplit(")", 1)[1].split()
+			except OSError:
+				continue
+			if match(int(pid), fields):
+				total += int(fields[11]) + int(fields[12])  # utime + stime
+	except (OSError, ValueError):
+		return None
+	return total / tick
+
 
 # ---------------------------------------------------------------- load
 
 
-def fire(args, first_seq, count, concurrency, deadline):
-	"""POST `count` webhook requests, `concurrency` at a time. Returns (ok, errors, latencies, elapsed, sample_errors)."""
+def set_node_body(seq: int) -> dict:
+	return {"seq": seq, "note": "flow_engine peer benchmark"}
+
+
+def set_node_answered(out, seq: int) -> bool:
+	"""The Set node's output for this request's seq."""
+	return out.get("status") == "done" and int(out.get("seq", -1)) == seq
+
+
+def fire(
+	args,
+	first_seq,
+	count,
+	concurrency,
+	deadline,
+	path=f"/webhook/{WEBHOOK_PATH}",
+	body=set_node_body,
+	check=set_node_answered,
+):
+	"""POST `count` webhook requests to `path` (JSON `body(seq)`), `concurrency` at a time; a request
+	counts when it answers HTTP 200 with JSON for which `check(out, seq)` holds.
+	Returns (ok, errors, latencies, elapsed, sample_errors, not_sent)."""
 	lock = threading.Lock()
 	next_seq = [first_seq]
 	end_seq = first_seq + count
@@ -381,7 +467,6 @@ def fire(args, first_seq, count, concurrency, deadline):
 	errors = [0]
 	latencies: list[float] = []
 	samples: list[str] = []
-	path = f"/webhook/{WEBHOOK_PATH}"
 
 	def worker():
 		conn = None
@@ -391,18 +476,18 @@ def fire(args, first_seq, count, concurrency, deadline):
 					break
 				seq = next_seq[0]
 				next_seq[0] += 1
-			body = json.dumps({"seq": seq, "note": "flow_engine peer benchmark"}).encode()
+			data = json.dumps(body(seq)).encode()
 			t0 = time.perf_counter()
 			good, why = False, ""
 			try:
 				if conn is None:
 					conn = http.client.HTTPConnection(HOST, args.port, timeout=args.request_timeout)
-				conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+				conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
 				resp = conn.getresponse()
 				raw = resp.read()
 				if resp.status == 200:
 					out = json.loads(raw)
-					good = out.get("status") == "done" and int(out.get("seq", -1)) == seq
+					good = isinstance(out, dict) and check(out, seq)
 					why = "" if good else f"unexpected body {raw[:120]!r}"
 				else:
 					why = f"HTTP {resp.status} {raw[:120]!r}"
@@ -444,61 +529,81 @@ def pct(values, q):
 	return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def run(args) -> dict:
-	n8n = N8n(args)
-	n8n.check_installed()
+def latency_fields(latencies) -> dict:
+	"""latency_ms_p50/p95/p99/mean of the completed requests (None without any)."""
+	return {
+		"latency_ms_p50": round(pct(latencies, 0.50) * 1000, 1) if latencies else None,
+		"latency_ms_p95": round(pct(latencies, 0.95) * 1000, 1) if latencies else None,
+		"latency_ms_p99": round(pct(latencies, 0.99) * 1000, 1) if latencies else None,
+		"latency_ms_mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+	}
+
+
+def warm_up(args, **fire_kw):
+	"""Untimed requests first (seq from 1,000,000); fails when none of them succeeds."""
+	if not args.warmup:
+		return
+	w_ok, w_err, _, w_el, w_samples, _ = fire(
+		args, 1_000_000, args.warmup, min(args.concurrency, args.warmup), time.monotonic() + 120, **fire_kw
+	)
+	log(f"warm-up: {w_ok} ok, {w_err} errors in {w_el:.1f} s")
+	if w_ok == 0:
+		raise Fatal(f"warm-up: no webhook request succeeded: {w_samples}")
+
+
+def timed_load(args, cpu_probes: dict, **fire_kw) -> dict:
+	"""The measured phase: --requests from seq 0 at --concurrency, bounded by --max-seconds.
+	`cpu_probes` maps a name to a function giving CPU seconds so far; each is read before and after
+	and reported as `cpu[name]` (None when unreadable)."""
+	log(f"load: {args.requests} requests at concurrency {args.concurrency}")
+	deadline = time.monotonic() + args.max_seconds
+	cpu0, cpu_me0 = {k: f() for k, f in cpu_probes.items()}, os.times()
+	ok, errors, latencies, elapsed, samples, not_sent = fire(
+		args, 0, args.requests, args.concurrency, deadline, **fire_kw
+	)
+	cpu1, cpu_me1 = {k: f() for k, f in cpu_probes.items()}, os.times()
+	cpu = {k: cpu1[k] - cpu0[k] if cpu0[k] is not None and cpu1[k] is not None else None for k in cpu_probes}
+	if samples:
+		log(f"sample errors: {samples}")
+	if not_sent:
+		log(f"stopped at --max-seconds {args.max_seconds:.0f}: {not_sent} requests not sent")
+	return {
+		"ok": ok,
+		"errors": errors,
+		"latencies": latencies,
+		"elapsed": elapsed,
+		"not_sent": not_sent,
+		"cpu": cpu,
+		"client_cpu": (cpu_me1.user + cpu_me1.system) - (cpu_me0.user + cpu_me0.system),
+	}
+
+
+def stop_on_signals(stop):
+	"""Call `stop` on SIGTERM, Ctrl-C and exit."""
 
 	def _on_signal(signum, _frame):
-		n8n.stop()
+		stop()
 		sys.exit(128 + signum)
 
 	signal.signal(signal.SIGTERM, _on_signal)
 	signal.signal(signal.SIGINT, _on_signal)
-	atexit.register(n8n.stop)
+	atexit.register(stop)
+
+
+def run(args) -> dict:
+	n8n = N8n(args)
+	n8n.check_installed()
+	stop_on_signals(n8n.stop)
 	try:
 		n8n.start()
 		n8n.setup_owner()
 		n8n.create_workflow()
 
-		if args.warmup:
-			w_ok, w_err, _, w_el, w_samples, _ = fire(
-				args, 1_000_000, args.warmup, min(args.concurrency, args.warmup), time.monotonic() + 120
-			)
-			log(f"warm-up: {w_ok} ok, {w_err} errors in {w_el:.1f} s")
-			if w_ok == 0:
-				raise Fatal(f"warm-up: no webhook request succeeded: {w_samples}")
+		warm_up(args)
 		before, _ = n8n.successful_executions()
-
-		log(f"load: {args.requests} requests at concurrency {args.concurrency}")
-		deadline = time.monotonic() + args.max_seconds
-		cpu_n8n0, cpu_me0 = n8n.cpu_seconds(), os.times()
-		ok, errors, latencies, elapsed, samples, not_sent = fire(
-			args, 0, args.requests, args.concurrency, deadline
-		)
-		cpu_n8n1, cpu_me1 = n8n.cpu_seconds(), os.times()
-		cpu_n8n = cpu_n8n1 - cpu_n8n0 if cpu_n8n0 is not None and cpu_n8n1 is not None else None
-		cpu_client = (cpu_me1.user + cpu_me1.system) - (cpu_me0.user + cpu_me0.system)
-		if samples:
-			log(f"sample errors: {samples}")
-		if not_sent:
-			log(f"stopped at --max-seconds {args.max_seconds:.0f}: {not_sent} requests not sent")
-
-		# Cross-check: successful executions recorded by n8n during the load (its final save may land
-		# a moment after the response, so wait until the count stops moving).
-		counted, estimated = None, None
-		try:
-			stable_since, last = time.monotonic(), None
-			t_end = time.monotonic() + 15
-			while time.monotonic() < t_end:
-				now, estimated = n8n.successful_executions()
-				if now != last:
-					last, stable_since = now, time.monotonic()
-				elif time.monotonic() - stable_since > 1.0:
-					break
-				time.sleep(0.25)
-			counted = last - before
-		except Fatal as e:
-			log(f"executions cross-check failed: {e}")
+		load = timed_load(args, {"n8n": n8n.cpu_seconds})
+		ok, elapsed, cpu_n8n = load["ok"], load["elapsed"], load["cpu"]["n8n"]
+		counted, estimated = n8n.settled_successful_executions(before)
 
 		result = {
 			"peer": "n8n",
@@ -507,17 +612,14 @@ def run(args) -> dict:
 			"concurrency": args.concurrency,
 			"completed": ok,
 			"completed_per_second": round(ok / elapsed, 2) if elapsed > 0 else None,
-			"errors": errors,
-			"not_sent": not_sent,
+			"errors": load["errors"],
+			"not_sent": load["not_sent"],
 			"elapsed_seconds": round(elapsed, 3),
-			"latency_ms_p50": round(pct(latencies, 0.50) * 1000, 1) if latencies else None,
-			"latency_ms_p95": round(pct(latencies, 0.95) * 1000, 1) if latencies else None,
-			"latency_ms_p99": round(pct(latencies, 0.99) * 1000, 1) if latencies else None,
-			"latency_ms_mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+			**latency_fields(load["latencies"]),
 			# CPU used during the load phase, in seconds and as a share of one core
 			"n8n_cpu_seconds": round(cpu_n8n, 2) if cpu_n8n is not None else None,
 			"n8n_cpu_cores_busy": round(cpu_n8n / elapsed, 2) if cpu_n8n is not None and elapsed else None,
-			"client_cpu_seconds": round(cpu_client, 2),
+			"client_cpu_seconds": round(load["client_cpu"], 2),
 			"executions_success_counted": counted,
 			"executions_count_estimated": estimated,
 			"warmup_requests": args.warmup,
