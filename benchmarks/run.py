@@ -1105,6 +1105,17 @@ def bench_editor(smoke: bool) -> None:
 	log(f"e: {results['e']}")
 
 
+def bench_volume(smoke: bool) -> None:
+	"""Row v: the Desk's run surfaces and retention at 200,000 runs / 1,000,000 attempts
+	(benchmarks/volume.py; the data is generated once and kept: use a site whose site tier is not run,
+	since test_retention deletes old runs)."""
+	sys.path.insert(0, str(Path(__file__).resolve().parent))
+	import volume
+
+	results["v"] = volume.bench_volume(smoke)
+	log(f"v: {results['v']}")
+
+
 # ---------------------------------------------------------------- server script, for the record
 
 
@@ -1309,7 +1320,11 @@ BENCHMARKS = {
 	"m": bench_many_flows,
 	"t": bench_reaction,
 	"e": bench_editor,
+	"v": bench_volume,
 }
+# run only when asked for: v generates 200,000 runs on the site and keeps them (a site whose tests
+# are not run: test_retention deletes old runs)
+ON_REQUEST = {"v"}
 # rows computed inside another benchmark: asking for one runs the benchmark that computes it
 COMPUTED_BY = {"2": "1", "4": "3", "8": "5", "9": "5"}
 
@@ -1317,7 +1332,7 @@ COMPUTED_BY = {"2": "1", "4": "3", "8": "5", "9": "5"}
 def chosen_benchmarks(only: str | None) -> list[str]:
 	"""The benchmarks to run for `--only` (rows like 4 map to the benchmark computing them), in order."""
 	if not only:
-		return list(BENCHMARKS)
+		return [key for key in BENCHMARKS if key not in ON_REQUEST]
 	chosen = []
 	for key in (part.strip() for part in only.split(",") if part.strip()):
 		key = COMPUTED_BY.get(key, key)
@@ -1351,7 +1366,7 @@ def main() -> None:
 	parser.add_argument("--smoke", action="store_true")
 	parser.add_argument(
 		"--only",
-		help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r, m, t, e; 2, 4, 8, 9 run the "
+		help="comma-separated: 1 (and 2), 3 (and 4), 5 (and 8, 9), 6, 7, s, r, m, t, e, v; 2, 4, 8, 9 run the "
 		"benchmark that computes them",
 	)
 	parser.add_argument(

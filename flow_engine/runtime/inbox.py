@@ -57,7 +57,10 @@ def failures(template: str | None = None, limit: int = MAX_RUNS) -> dict:
 			"reference_name",
 			"step_state",
 		],
-		order_by="completed_at desc",
+		# a failed run's last write is its failure: `modified` orders them like completed_at, and an
+		# index (status, modified; for one flow template, status, modified, …) reads the newest first
+		# instead of sorting every failed run (200,000 runs: 260-360 ms -> ~80 ms, benchmarks/volume.py)
+		order_by="modified desc",
 		limit=limit,
 	)
 	flows: dict[str, dict] = {}

@@ -194,3 +194,15 @@ class TestFailureInbox(FlowTestCase):
 		finally:
 			frappe.set_user("Administrator")
 		self.assertEqual(store.load_run(run).status, "failed")
+
+	def test_the_failure_views_read_indexes(self):
+		"""At volume (benchmarks/volume.py: 200,000 runs) these keep the inbox, the form's last failures
+		and figures, and the list sidebar's "Created By" counts from sorting or reading every run."""
+		for index in ("template_status_modified_completed_at_started_at_index", "owner_index"):
+			self.assertTrue(frappe.db.has_index("tabFlow Run", index), index)
+		plan = frappe.db.sql(
+			"""explain select name from `tabFlow Run` force index (status_modified_index)
+			where status='failed' order by modified desc limit 2000""",
+			as_dict=True,
+		)
+		self.assertNotIn("filesort", plan[0].get("Extra") or "", plan)

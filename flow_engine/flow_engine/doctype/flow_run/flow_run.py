@@ -27,3 +27,9 @@ def on_doctype_update():
 	frappe.db.add_index("Flow Run", ["template", "status", "creation"])  # admission: open runs, queue
 	frappe.db.add_index("Flow Run", ["template", "started_at"])  # admission: rate window
 	frappe.db.add_index("Flow Run", ["template", "dedupe_value"])  # admission: an open run of the key
+	# a flow's failures newest first (failure inbox of one flow, the form's last failures) and its
+	# runs ended in a window with their durations (insight): a range of this index, read from the
+	# index alone, not every run of the flow
+	frappe.db.add_index("Flow Run", ["template", "status", "modified", "completed_at", "started_at"])
+	# the list sidebar's "Created By" counts (group by owner): an index scan, not the whole table
+	frappe.db.add_index("Flow Run", ["owner"])
