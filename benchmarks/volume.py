@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(os.environ.get("FLOW_ENGINE_BENCH", "/home/frappe/frappe-bench"))
-SITES = BENCH / "sites"
 VOLUME = "_benchvol "  # not matched by run.py's `like '_bench %'` cleanup: the volume is kept
 RUNS, ATTEMPTS = 200_000, 1_000_000
 SMOKE_RUNS = 5_000
@@ -73,25 +71,9 @@ STEP_KINDS = ["set_variables", "create_doc", "update_doc", "send_email", "http_r
 results: dict[str, dict] = {}
 
 
-def log(message: str) -> None:
-	print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def connect(site: str) -> None:
-	import frappe
-
-	os.chdir(SITES)
-	frappe.init(site=site, sites_path=str(SITES))
-	frappe.connect()
-	frappe.set_user("Administrator")
-
-
-def percentile(values: list[float], q: float) -> float:
-	if not values:
-		return float("nan")
-	ordered = sorted(values)
-	return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
+# the suite's own helpers (benchmarks/run.py: this module runs inside it or alone beside it)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import connect, log, percentile
 
 # ---------------------------------------------------------------- the volume
 
