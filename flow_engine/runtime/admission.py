@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import time
 from dataclasses import dataclass
 
 import frappe
 
 from flow_engine.engine import templating
-from flow_engine.runtime import clock, jobs, leases, realtime, resilience
+from flow_engine.runtime import clock, jobs, leases, realtime, recent, resilience
 from flow_engine.runtime.context import DocView
 
 OPEN = ("running", "waiting")  # runs of a for_each's items (`scope` set) are the parent's work: not counted
@@ -77,6 +76,7 @@ def limits_of(row) -> Limits:
 	)
 
 
+CONTROLS = "controls"  # (runtime/recent.py)
 CONTROLS_TTL = 2.0  # seconds a job trusts its reading of whether a flow has controls
 
 
@@ -86,15 +86,12 @@ def has_controls(template: str) -> bool:
 	Every run's end asks, and nearly every flow has none: a backlog of ended runs then reads the
 	flow's row once, not once a run. Saving a flow forgets the reading (templates.clear_caches); a
 	change made elsewhere meanwhile is caught by the minute tick (admit_all)."""
-	seen = getattr(frappe.local, "flow_engine_controls", None)
-	if seen is None:
-		seen = frappe.local.flow_engine_controls = {}
-	now = time.monotonic()
-	hit = seen.get(template)
-	if hit is None or now - hit[1] > CONTROLS_TTL:
-		found = limits(template)
-		hit = seen[template] = (bool(found and found.any), now)
-	return hit[0]
+	return recent.read(CONTROLS, template, CONTROLS_TTL, _has_controls_now)
+
+
+def _has_controls_now(template: str) -> bool:
+	found = limits(template)
+	return bool(found and found.any)
 
 
 def admit_new(

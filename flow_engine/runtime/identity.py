@@ -17,7 +17,6 @@ Rules (issue 10):
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 
 import frappe
@@ -27,6 +26,7 @@ from frappe.utils import cint, now_datetime
 from flow_engine.engine import definition as definition_language
 from flow_engine.engine.errors import DefinitionError, Issue
 from flow_engine.kinds.base import STANDARD_FIELDS, StepFailed
+from flow_engine.runtime import recent
 
 SYSTEM_MANAGER = "System Manager"
 
@@ -62,6 +62,7 @@ def is_system_manager(user: str | None = None) -> bool:
 # ---------------------------------------------------------------------------------------- run time
 
 
+RUN_AS = "run_as"  # (runtime/recent.py)
 RUN_AS_SECONDS = 1.0  # how long a process trusts a flow's Run As reading (a run's every advance asks)
 
 
@@ -69,19 +70,12 @@ def run_as_recent(template: str) -> str:
 	"""`run_as_for`, read at most once a second per flow and process: a job advancing many runs of a
 	flow reads it once. Saving a user or a flow here forgets the readings (`forget_run_as`); a user
 	disabled in another process stops that flow's runs within the second."""
-	known = getattr(frappe.local, "flow_engine_run_as", None)
-	if known is None:
-		known = frappe.local.flow_engine_run_as = {}
-	now = time.monotonic()
-	hit = known.get(template)
-	if hit is None or now - hit[1] > RUN_AS_SECONDS:
-		hit = known[template] = (run_as_for(template), now)  # (an error is raised, never remembered)
-	return hit[0]
+	return recent.read(RUN_AS, template, RUN_AS_SECONDS, run_as_for)
 
 
 def forget_run_as(doc=None, method=None) -> None:
 	"""A user (enabled, roles) or a flow changed: read Run As again (User on_change, clear_caches)."""
-	frappe.local.flow_engine_run_as = {}
+	recent.forget(RUN_AS)
 
 
 def run_as_for(template: str) -> str:

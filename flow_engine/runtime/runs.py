@@ -178,10 +178,7 @@ def run_as(template: str) -> str:
 
 
 @contextlib.contextmanager
-def shared_transaction(**extra):
-	"""Many runs' work in one transaction (fire groups, pool groups): their commit points are deferred
-	and their attempts written in one statement at the end; the caller commits (or, when anything
-	raised, rolls back everything and redoes the work run by run)."""
+def _shared_transaction(**extra):
 	frappe.local.flow_engine_group = {"attempts": [], **extra}
 	try:
 		yield frappe.local.flow_engine_group
@@ -190,9 +187,27 @@ def shared_transaction(**extra):
 		frappe.local.flow_engine_group = None
 
 
+def in_one_transaction(work, with_calls: list, **extra) -> bool:
+	"""Do `work(collected)` for many runs in one transaction (fire groups, pool groups): their commit
+	points are deferred, their attempts written in one statement, one commit; the records whose
+	external calls they began are added to `with_calls` once it commits. False, with everything
+	rolled back, when anything raised: the caller then redoes the work one run at a time.
+	`extra`: more lists the work fills and writes before the commit (store.transaction_group)."""
+	collected: list = []
+	try:
+		with _shared_transaction(**extra):
+			work(collected)
+		frappe.db.commit()
+	except Exception:
+		resilience.reset_connection()
+		return False
+	with_calls.extend(collected)
+	return True
+
+
 def commit_point() -> None:
-	"""Commit what this run's work wrote, unless a fire group holds the transaction open to commit
-	many rows at once (scheduler.fire_batch): their statements are complete either way."""
+	"""Commit what this run's work wrote, unless it shares a transaction with other runs' work
+	(`in_one_transaction`): their statements are complete either way."""
 	if not getattr(frappe.local, "flow_engine_group", None):
 		frappe.db.commit()
 
@@ -230,9 +245,16 @@ def advance_once(run: str) -> RunRecord | None:
 def _locked_moving(run: str) -> RunRecord | None:
 	"""`locked`, for work that only concerns a run still moving: None (and the lock let go) when the
 	run is gone or already ended."""
-	record = store.load_run(run, lock=True)
-	if record is None or record.is_terminal or record.status == "queued":  # admission starts it
-		commit_point()
+	record = _moving(store.load_run(run, lock=True))
+	if record is None:
+		commit_point()  # let the lock go
+	return record
+
+
+def _moving(record: RunRecord | None) -> RunRecord | None:
+	"""A loaded run with its pinned definition, or None when it is gone, ended or queued (admission
+	starts queued runs)."""
+	if record is None or record.is_terminal or record.status == "queued":
 		return None
 	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
 	return record
@@ -419,29 +441,20 @@ def advance_claimed(runs: list[str], owner: str | None) -> None:
 
 
 def advance_group(runs: list[str], with_calls: list) -> bool:
-	"""Advance `runs` in one transaction: locked in one statement, their attempts written together,
-	one commit. False, with everything rolled back, when anything raised: the caller then advances
-	them one by one, each riding out its own trouble."""
-	collected = []
-	try:
-		with shared_transaction():
-			records = store.load_runs(runs)
-			for name in runs:
-				record = records.get(name)
-				if record is None or record.is_terminal or record.status == "queued":
-					continue  # ended meanwhile; queued runs are started by admission
-				record.definition = templates.definition_for(
-					record.template, record.template_version, record.scope
-				)
+	"""Advance `runs` in one transaction, locked in one statement (`in_one_transaction`). False, with
+	everything rolled back, when anything raised: the caller then advances them one by one, each
+	riding out its own trouble."""
+
+	def work(collected: list) -> None:
+		records = store.load_runs(runs)
+		for name in runs:
+			record = _moving(records.get(name))
+			if record is not None:
 				record = drive(record)
 				if record is not None and record.calls:
 					collected.append(record)
-		frappe.db.commit()
-	except Exception:
-		resilience.reset_connection()
-		return False
-	with_calls.extend(collected)
-	return True
+
+	return in_one_transaction(work, with_calls)
 
 
 def after_job() -> None:

@@ -166,12 +166,10 @@ def fire_job(pool_id: str | None = None) -> int:
 		fired += claimed
 		if claimed < FIRE_CHUNK:
 			break
+		with suppress(Exception):  # more are due: an idle worker joins in (or a successor carries on)
+			jobs.ensure_jobs(FIRE_JOBS, 1)
 		if time.monotonic() > deadline:
-			with suppress(Exception):
-				jobs.ensure_jobs(FIRE_JOBS, 1)
 			break
-		with suppress(Exception):
-			jobs.ensure_jobs(FIRE_JOBS, 1)  # more are due: let an idle worker join in
 	return fired
 
 
@@ -203,21 +201,16 @@ def fire_batch(names: list[str], token: str, run_of: dict[str, str] | None = Non
 
 def fire_group(group: list[str], token: str, with_calls: list, run_of: dict[str, str]) -> bool:
 	"""Fire `group` in one transaction: its runs and rows locked in two statements, their attempts
-	and the rows' outcomes written in one each, one commit (runs.shared_transaction). False, with
+	and the rows' outcomes written in one each, one commit (runs.in_one_transaction). False, with
 	everything rolled back, when anything raised."""
-	collected: list = []
-	try:
-		with runs.shared_transaction(finished=[]):
-			preloaded = _lock_group(group, run_of)
-			for name in group:
-				fire(name, token, collected, run_of.get(name), preloaded)
-			_flush_finished()
-		frappe.db.commit()
-	except Exception:
-		resilience.reset_connection()
-		return False
-	with_calls.extend(collected)
-	return True
+
+	def work(collected: list) -> None:
+		preloaded = _lock_group(group, run_of)
+		for name in group:
+			fire(name, token, collected, run_of.get(name), preloaded)
+		_flush_finished()
+
+	return runs.in_one_transaction(work, with_calls, finished=[])
 
 
 def _lock_group(group: list[str], run_of: dict[str, str]) -> dict:

@@ -188,7 +188,7 @@ def save_run(run: RunRecord) -> None:
 
 
 def transaction_group() -> dict | None:
-	"""The work of many runs sharing this transaction (a fire group, scheduler.fire_batch), or None.
+	"""The work of many runs sharing this transaction (runs.in_one_transaction), or None.
 
 	Its keys: `attempts` (attempt rows to insert together) and `finished` (pending rows fired, updated
 	together); `flush_attempts` / the scheduler write them before the group commits."""

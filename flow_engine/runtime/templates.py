@@ -14,7 +14,7 @@ from flow_engine.engine.definition import Definition, build
 from flow_engine.engine.errors import DefinitionError, Issue
 from flow_engine.engine.validation import validate
 from flow_engine.kinds.registry import get_catalog
-from flow_engine.runtime import identity, publishing, secrets, site_checks, trigger_fields
+from flow_engine.runtime import admission, identity, publishing, recent, secrets, site_checks, trigger_fields
 from flow_engine.runtime.errors import FlowValidationError
 
 TRIGGER_FIELDS = ("trigger_doctype", "trigger_event", "trigger_field", "custom_event", "trigger_condition")
@@ -222,8 +222,7 @@ def clear_caches(template: str | None = None) -> None:
 	from flow_engine.runtime.triggers import clear_trigger_map
 
 	clear_trigger_map()
-	frappe.local.flow_engine_controls = {}  # admission.has_controls
-	frappe.local.flow_engine_run_as = {}  # identity.run_as_recent
+	recent.forget(admission.CONTROLS, identity.RUN_AS)  # what this process read of the flows
 	if template:
 		frappe.cache.delete_value(DEFINITIONS_CACHE)
 		frappe.local.flow_engine_definitions = {}
