@@ -166,15 +166,10 @@ def event(
 	data = _variables(variables)
 	customer = _customer(customer)
 	doc = frappe.get_doc(doctype, docname) if doctype else None
-	started = dispatch_event(event, doc=doc, payload=data)
-	results = []
-	for name in started:
-		# the runs are not advanced before this transaction commits: seed what the design passes
-		values = {"variables": store.dumps(data)}
-		if customer:
-			values["customer"] = customer
-		frappe.db.set_value("Flow Run", name, values, update_modified=False)
-		results.append({"run": name, "template": frappe.db.get_value("Flow Run", name, "template")})
+	started = dispatch_event(event, doc=doc, payload=data, customer=customer or None)
+	results = [
+		{"run": name, "template": frappe.db.get_value("Flow Run", name, "template")} for name in started
+	]
 	return {"results": results}
 
 

@@ -59,6 +59,7 @@ def call_flow(call: StepCall):
 			source="parent",
 			input=dict(data),
 			parent_run=call.run,
+			parent_step=call.step.id,
 			depth=depth,
 		)
 	except frappe.ValidationError as error:
@@ -74,7 +75,6 @@ def call_flow(call: StepCall):
 			"status": "skipped",
 			"reason": _("a run of '{0}' with the same key is open").format(flow),
 		}
-	frappe.db.set_value("Flow Run", child, "parent_step", call.step.id, update_modified=False)
 	if not _truthy(payload.get("wait", True)):
 		return {"run": child}
 	return Park("child_run", {"child": child, "flow": flow})

@@ -35,7 +35,8 @@ LIVE = ("queued", "running", "waiting")
 WINDOW_SECONDS = 60
 BATCH = 50
 MAX_KEY_LENGTH = 140  # the dedupe_value column (Data)
-LIMIT_COLUMNS = "max_concurrent_runs, rate_limit_per_minute, dedupe_key, dedupe_policy"
+LIMIT_FIELDS = ("max_concurrent_runs", "rate_limit_per_minute", "dedupe_key", "dedupe_policy")
+LIMIT_COLUMNS = ", ".join(LIMIT_FIELDS)
 
 
 @dataclass

@@ -274,11 +274,9 @@ def replay_run(run: str, version: str = "current") -> str:
 		input=store.loads(source.input, default={}) or None,
 		customer=source.customer,
 		variables=variables,
+		replay_of=run,
+		version=source.template_version if version == "original" else None,
 	)
-	values = {"replay_of": run}
-	if version == "original":
-		values["template_version"] = source.template_version
-	frappe.db.set_value("Flow Run", name, values, update_modified=False)
 	record(run, _("Replayed as {0} on the {1} version by {2}").format(name, version, frappe.session.user))
 	record(name, _("Replay of {0}").format(run))
 	return name

@@ -63,28 +63,29 @@ def take_buffer(attr: str, empty: Callable[[], Any]) -> Any:
 	return buffer if buffer is not None else empty()
 
 
-def schedule_advance(run: str) -> str:
+def schedule_advance(run: str, started: Any = None) -> str:
 	"""Have `run` advanced after commit; returns its lease owner, POOL.
 
 	The caller writes the owner with a lease on the run row in the same transaction (`leases.grant`).
 	After commit a pool job is queued unless enough already wait: pool jobs claim leased runs in
 	batches (`FOR UPDATE SKIP LOCKED`) until none are left, so a thousand saves that each start a run
 	cost a handful of worker jobs, not a thousand (every Frappe job pays its start-up).
+	`started`: in inline mode, the record of a run the caller has just inserted (runs.advance_started).
 	"""
-	pending = transaction_buffer(TO_ADVANCE, _dispatch_advances, list)
-	if run not in pending:
-		pending.append(run)
+	pending = transaction_buffer(TO_ADVANCE, _dispatch_advances, dict)
+	if pending.get(run) is None:
+		pending[run] = started
 	return POOL
 
 
 def _dispatch_advances() -> None:
-	pending = take_buffer(TO_ADVANCE, list)
+	pending = take_buffer(TO_ADVANCE, dict)
 	try:
 		if inline_mode():
 			from flow_engine.runtime.runs import advance
 
-			for run in pending:
-				advance(run)
+			for run, started in pending.items():
+				advance(run, started)
 			return
 		if consumer.wake(frappe.local.site):
 			return  # a long-lived consumer takes them now (it asks for pool jobs if they are many)

@@ -98,22 +98,44 @@ def retrying(
 			delay = min(delay * 2, MAX_DELAY)
 
 
-def beside_the_save(savepoint: str, title: str, work, *args, **kwargs):
-	"""Run `work` inside a savepoint of the user's transaction: whatever goes wrong with it is rolled
-	back to the savepoint and logged under `title`, and the user's save goes on (returns None).
+def beside_the_save(savepoint: str | None, title: str, work, *args, **kwargs):
+	"""Run `work` beside the user's save: whatever goes wrong with it is logged under `title`, and the
+	user's save goes on (returns None).
 
-	Except when the database has already rolled back the user's whole transaction (a deadlock, a lost
-	connection): then the error goes up, so the save fails visibly and can be retried, instead of
-	looking saved."""
-	frappe.db.savepoint(savepoint)
+	Its writes are rolled back to `savepoint`; with none, `work` must write at most one statement
+	(MariaDB undoes a failed statement whole). Except when the database has already rolled back the
+	user's whole transaction (a deadlock, a lost connection): then the error goes up, so the save
+	fails visibly and can be retried, instead of looking saved."""
+	if savepoint:
+		frappe.db.savepoint(savepoint)
 	try:
 		return work(*args, **kwargs)
 	except Exception as error:
-		try:
-			frappe.db.rollback(save_point=savepoint)
-		except Exception:
-			raise error from None  # the transaction is gone: never pretend the save went through
+		if savepoint:
+			try:
+				frappe.db.rollback(save_point=savepoint)
+			except Exception:
+				raise error from None  # the transaction is gone: never pretend the save went through
+		elif transaction_lost(error):
+			raise
 		if isinstance(error, frappe.QueryDeadlockError):
 			raise
 		frappe.log_error(title=title)
 		return None
+
+
+def transaction_lost(error: BaseException) -> bool:
+	"""Whether the database rolled the whole transaction back (a deadlock) or lost it with the
+	connection; other errors undo one statement at most."""
+	if isinstance(error, frappe.QueryDeadlockError | pymysql.err.InterfaceError):
+		return True
+	return is_transient(error) and not _codes(error) & {1205}  # (a lock wait timeout undoes the statement)
+
+
+def _codes(error: BaseException) -> set:
+	codes = set()
+	while isinstance(error, BaseException) and len(codes) < 5:
+		if isinstance(error, pymysql.err.Error) and error.args and isinstance(error.args[0], int):
+			codes.add(error.args[0])
+		error = error.__cause__ or error.__context__
+	return codes

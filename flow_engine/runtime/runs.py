@@ -85,6 +85,23 @@ def validate_input(template: str, data, schema_text: str | bool | None = False) 
 		)
 
 
+START_FIELDS = (  # what starting a run reads of its Flow Template (store.template_row)
+	"name",
+	"version",
+	"is_active",
+	"payload_schema",
+	"run_deadline_days",
+	"run_deadline_action",
+	*admission.LIMIT_FIELDS,
+)
+
+
+def start_savepoint(row) -> str | None:
+	"""The savepoint a trigger starts a run of this flow behind, or None: without concurrency controls
+	the start writes one statement (the run's insert), which MariaDB undoes whole if it fails."""
+	return "flow_engine_trigger" if row is None or admission.limits_of(row).any else None
+
+
 def start_run(
 	template: str,
 	*,
@@ -101,12 +118,20 @@ def start_run(
 	require_active: bool = False,
 	customer: str | None = None,
 	variables: dict | None = None,
+	row=None,
+	parent_step: str | None = None,
+	replay_of: str | None = None,
+	version: int | None = None,
 ) -> str | None:
 	"""Create a run and have it advanced once the current transaction commits.
 
 	`customer` overrides the one read from the document; `variables` seed the run's variables (the
-	design's API passes them; definition variables are defaults they override)."""
-	row = store.template_row(template)
+	design's API passes them; definition variables are defaults they override). `row`: the flow's
+	START_FIELDS as the caller has them (the trigger map), saving a read. `parent_step`: the parent
+	run's step that started it; `replay_of`: the run it replays; `version`: the flow version to run
+	(default: the published one). Everything about a run is written by its insert: inline mode
+	advances it from the values inserted (`advance_started`)."""
+	row = row or store.template_row(template, START_FIELDS)
 	if not row:
 		frappe.throw(_("Flow '{0}' does not exist").format(template), frappe.DoesNotExistError)
 	if require_active and not row.is_active:
@@ -134,41 +159,44 @@ def start_run(
 	queued = admitted.status == "queued"  # no job, no lease: admission starts it when there is room
 	name = new_run_name()
 	now = clock.now()
-	owner = None if queued else jobs.schedule_advance(name)  # leased to its job in the same row
-	store.insert_row(
-		"Flow Run",
-		{
-			"template": template,
-			"template_version": row.version,
-			"status": admitted.status,
-			"dedupe_value": admitted.dedupe_value,
-			"trigger_event": event,
-			"reference_doctype": reference_doctype,
-			"reference_name": reference_name,
-			"customer": customer or resolve_customer(doc),
-			"source": source,
-			"started_by": frappe.session.user,
-			"parent_run": parent_run,
-			"schedule": schedule,
-			"schedule_slot": schedule_slot,
-			"depth": depth,
-			"started_at": now,
-			"waves": 0,
-			"steps_executed": 0,
-			"input": input or {},
-			"variables": dict(variables or {}),
-			"start_variables": dict(variables or {}),
-			"step_state": {},
-			"doc_snapshot": doc.as_dict(convert_dates_to_str=True)
-			if doc is not None and event == "on_trash"
-			else None,
-			"lease_until": None if queued else leases.until(now=now),
-			"lease_owner": owner,
-			"infra_failures": 0,
-			"deadline_at": deadlines.deadline_for(row, now),
-		},
-		name=name,
-	)
+	values = {
+		"template": template,
+		"template_version": version or row.version,
+		"status": admitted.status,
+		"dedupe_value": admitted.dedupe_value,
+		"trigger_event": event,
+		"reference_doctype": reference_doctype,
+		"reference_name": reference_name,
+		"customer": customer or resolve_customer(doc),
+		"source": source,
+		"started_by": frappe.session.user,
+		"parent_run": parent_run,
+		"parent_step": parent_step,
+		"replay_of": replay_of,
+		"schedule": schedule,
+		"schedule_slot": schedule_slot,
+		"depth": depth,
+		"started_at": now,
+		"waves": 0,
+		"steps_executed": 0,
+		"input": input or {},
+		"variables": dict(variables or {}),
+		"start_variables": dict(variables or {}),
+		"step_state": {},
+		"doc_snapshot": doc.as_dict(convert_dates_to_str=True)
+		if doc is not None and event == "on_trash"
+		else None,
+		"lease_until": None if queued else leases.until(now=now),
+		"lease_owner": None if queued else jobs.POOL,  # leased to the job that will advance it
+		"infra_failures": 0,
+		"deadline_at": deadlines.deadline_for(row, now),
+		"creation": now,
+		"modified": now,
+	}
+	store.insert_row("Flow Run", values, name=name)
+	if not queued:
+		started = store.record_from_row(frappe._dict(values, name=name)) if jobs.inline_mode() else None
+		jobs.schedule_advance(name, started)
 	return name
 
 
@@ -225,10 +253,11 @@ def locked(run: str) -> RunRecord:
 	return record
 
 
-def advance(run: str) -> str | None:
+def advance(run: str, started: RunRecord | None = None) -> str | None:
 	"""Advance a run wave by wave until it completes, fails, or waits; make its external calls outside
-	the run lock. Returns its status."""
-	record = advance_once(run)
+	the run lock. Returns its status. `started`: the record of a run this process has just inserted
+	and committed (inline mode), advanced without reading it again (`advance_started`)."""
+	record = advance_started(started) if started is not None else advance_once(run)
 	if record is not None and record.calls:
 		make_calls([record])
 	elif record is not None:
@@ -240,6 +269,32 @@ def advance_once(run: str) -> RunRecord | None:
 	"""Lock the run and drive it until it stops moving (commits). Its begun calls are in `.calls`."""
 	record = _locked_moving(run)
 	return drive(record) if record is not None else None
+
+
+def advance_started(record: RunRecord) -> RunRecord | None:
+	"""Advance a run this process has just inserted and committed from the record it inserted: no read
+	and no lock until its first save, which writes only if nobody changed the run meanwhile
+	(`record.expected`, store.save_run), and steps without savepoints (steps.execute).
+
+	Anything amiss before that save (a step failing, someone else's change, any error) rolls the
+	attempt back whole, and the run is advanced the usual way (locked, a savepoint per step): its
+	outcome is the one the usual way gives. Inline mode: a worker's runs are locked ten at a time."""
+	record.definition = templates.definition_for(record.template, record.template_version, record.scope)
+	record.expected = (record.modified, record.lease_owner, record.lease_until)
+	record.unguarded = True
+	waiting = list(frappe.db.after_commit._functions)  # the committed transaction's, still to run
+	messages = len(frappe.local.message_log or [])
+	try:
+		return drive(record)
+	except Exception:
+		unsaved = record.expected is not None  # nothing of this attempt committed
+		resilience.reset_connection()
+		if unsaved:
+			for callback in waiting:  # the rollback dropped them with the attempt's own
+				frappe.db.after_commit.add(callback)
+			if frappe.local.message_log:
+				del frappe.local.message_log[messages:]
+		return advance_once(record.name)
 
 
 def _locked_moving(run: str) -> RunRecord | None:
@@ -424,12 +479,17 @@ GROUP_RUNS = 10  # runs advanced in one transaction (their rows stay locked unti
 
 def advance_claimed(runs: list[str], owner: str | None) -> None:
 	"""Advance runs this job holds, a group per transaction (one failing run does not stop the rest),
-	renewing the leases of those not reached yet; then make their external calls together."""
+	renewing the leases of those not reached yet; then make their external calls together.
+
+	Groups run their steps without savepoints until one fails: that group is then redone run by run
+	(a savepoint per step), and so are the groups after it (a flow that fails often costs one redo)."""
 	renewed = time.monotonic()
 	with_calls: list = []
+	guarded_steps = False
 	for start in range(0, len(runs), GROUP_RUNS):
 		group = runs[start : start + GROUP_RUNS]
-		if len(group) == 1 or not advance_group(group, with_calls):
+		if len(group) == 1 or not advance_group(group, with_calls, guarded_steps):
+			guarded_steps = True
 			for run in group:
 				record = guarded(run, advance_once, run)
 				if record is not None and record.calls:
@@ -440,16 +500,17 @@ def advance_claimed(runs: list[str], owner: str | None) -> None:
 	make_calls(with_calls)
 
 
-def advance_group(runs: list[str], with_calls: list) -> bool:
+def advance_group(runs: list[str], with_calls: list, guarded_steps: bool = True) -> bool:
 	"""Advance `runs` in one transaction, locked in one statement (`in_one_transaction`). False, with
-	everything rolled back, when anything raised: the caller then advances them one by one, each
-	riding out its own trouble."""
+	everything rolled back, when anything raised (with `guarded_steps` False: a step failed too): the
+	caller then advances them one by one, each riding out its own trouble."""
 
 	def work(collected: list) -> None:
 		records = store.load_runs(runs)
 		for name in runs:
 			record = _moving(records.get(name))
 			if record is not None:
+				record.unguarded = not guarded_steps
 				record = drive(record)
 				if record is not None and record.calls:
 					collected.append(record)

@@ -99,7 +99,8 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 	spec = get_catalog().get(step.kind)
 	pure = bool(spec and spec.pure)
 	limit = deadlines.step_timeout(step)  # every inline kind: past it, its writes are rolled back
-	if not pure:
+	guarded = not pure and not run.unguarded  # (else the caller rolls back its whole try and redoes it)
+	if guarded:
 		frappe.db.savepoint(SAVEPOINT)
 	try:
 		with jobs.executing(run.name, run.template, run.reference_doctype, run.reference_name, run.depth):
@@ -114,8 +115,10 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 		elif not isinstance(result, dict):
 			result = {"value": result}
 	except Exception as error:
+		if not pure and not guarded:
+			raise  # the caller rolls its whole try back and advances the run the usual way
 		try:
-			if not pure:
+			if guarded:
 				frappe.db.rollback(save_point=SAVEPOINT)
 		except Exception:
 			raise error from None  # the transaction itself is gone (deadlock): let the job retry the run

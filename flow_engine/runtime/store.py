@@ -82,6 +82,8 @@ class RunRecord:
 	loaded_status: str | None = None  # the status stored when loaded: `lifecycle` tells a run just ended
 	parent_step: str | None = None  # the parent run's call_flow / for_each step that started it
 	item_index: int | None = None  # for_each: this run's item (see runtime/children.py)
+	expected: tuple | None = None  # unlocked: (modified, lease_owner, lease_until) the next save expects
+	unguarded: bool = False  # steps without savepoints: a failing one rolls back the caller's whole try
 	scope: str | None = None  # for_each: the step whose body this run plans
 	item: Any = None
 
@@ -90,12 +92,10 @@ class RunRecord:
 		return self.status in TERMINAL
 
 
-def template_row(template: str) -> frappe._dict | None:
-	"""What starting a run needs from its Flow Template (one indexed read on every trigger)."""
+def template_row(template: str, fields: tuple[str, ...]) -> frappe._dict | None:
+	"""The Flow Template's `fields` (runs.START_FIELDS: what starting a run needs), one indexed read."""
 	rows = frappe.db.sql(
-		"select name, version, is_active, payload_schema, run_deadline_days, run_deadline_action, "
-		"max_concurrent_runs, rate_limit_per_minute, dedupe_key, dedupe_policy "  # (admission.LIMIT_COLUMNS)
-		"from `tabFlow Template` where name=%s",
+		f"select {', '.join(f'`{field}`' for field in fields)} from `tabFlow Template` where name=%s",
 		(template,),
 		as_dict=True,
 	)
@@ -153,13 +153,21 @@ def relock(run: RunRecord) -> bool:
 	return bool(row) and run.modified is not None and row[0][0] == run.modified
 
 
+class Changed(Exception):
+	"""A run saved without its lock (`RunRecord.expected`) was changed by someone else meanwhile."""
+
+
 def save_run(run: RunRecord) -> None:
-	"""Write the run row and the attempts recorded since the last save (one statement each)."""
-	run.modified = clock.now()
+	"""Write the run row and the attempts recorded since the last save (one statement each).
+
+	A record read without the lock (`expected` set) is written only if the row is still as read
+	(raises Changed, writing nothing, if not); the update locks the row from then on."""
+	expected, run.modified = run.expected, clock.now()
 	frappe.db.sql(
 		"""update `tabFlow Run` set status=%s, step_state=%s, variables=%s, error=%s, completed_at=%s,
 		waves=%s, steps_executed=%s, modified=%s, lease_until=%s, lease_owner=%s, infra_failures=%s
-		where name=%s""",
+		where name=%s"""
+		+ (" and modified=%s and lease_owner<=>%s and lease_until<=>%s" if expected else ""),
 		(
 			run.status,
 			dumps(run.states),
@@ -173,8 +181,13 @@ def save_run(run: RunRecord) -> None:
 			run.lease_owner,
 			run.infra_failures,
 			run.name,
+			*(expected or ()),
 		),
 	)
+	if expected:
+		if frappe.db._cursor.rowcount != 1:
+			raise Changed(run.name)
+		run.expected = None
 	if run.unsaved_attempts:
 		group = transaction_group()
 		if group is None:
@@ -219,7 +232,8 @@ def insert_row(doctype: str, values: dict, name: str | None = None) -> str:
 
 
 def insert_rows(doctype: str, rows: list[dict], names: list[str | None] | None = None) -> list[str]:
-	"""Insert rows that share their columns in one statement (no hooks: internal doctypes only)."""
+	"""Insert rows that share their columns in one statement (no hooks: internal doctypes only, whose
+	columns all default to NULL or are given)."""
 	now = clock.now()
 	user = frappe.session.user if getattr(frappe.local, "session", None) else "Administrator"
 	names = [name or frappe.generate_hash(length=12) for name in (names or [None] * len(rows))]
@@ -237,7 +251,8 @@ def insert_rows(doctype: str, rows: list[dict], names: list[str | None] | None =
 		for key, value in values.items():
 			record[key] = dumps(value) if isinstance(value, dict | list) else value
 		records.append(record)
-	columns = list(records[0])
+	# a column no row has a value for takes its default (NULL): fewer values to send and parse
+	columns = [key for key in records[0] if any(record[key] is not None for record in records)]
 	placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
 	frappe.db.sql(
 		f"insert into `tab{doctype}` ({', '.join(f'`{key}`' for key in columns)}) values "

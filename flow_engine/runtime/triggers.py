@@ -19,7 +19,7 @@ from flow_engine.runtime import business_events, jobs, resilience, runs, store, 
 from flow_engine.runtime.context import DocView, resolve_customer
 
 # the map's shape is part of the key: code reading a new shape never meets a map cached by older code
-CACHE_KEY = "flow_engine:trigger_map:v4"
+CACHE_KEY = "flow_engine:trigger_map:v5"
 OWN_DOCTYPES = frozenset(
 	{
 		"Flow Template",
@@ -97,12 +97,14 @@ def build_trigger_map() -> dict:
 			"custom_event",
 			"trigger_condition",
 			"flow_definition",
+			*runs.START_FIELDS,
 		],
 		order_by="name asc",
 	)
 	for row in rows:
 		entry = {
 			"template": row.name,
+			"row": {field: row[field] for field in runs.START_FIELDS},  # what starting a run reads
 			"event": row.trigger_event,
 			"field": row.trigger_field,
 			"doctype": row.trigger_doctype,
@@ -209,7 +211,7 @@ def on_doc_event(doc, method: str | None = None) -> None:
 				if not _compiled(entry)({**data, "variables": entry.get("variables") or {}}):
 					continue
 			_start_safely(
-				entry["template"],
+				entry,
 				doc=doc,
 				event=_event_name(entry, method),
 				source="event",
@@ -310,21 +312,27 @@ def _event_matches(entry: Mapping, doc, method: str | None) -> bool:
 	return False
 
 
-def _start_safely(template: str, **kwargs) -> str | None:
-	"""Start a run beside the user's save (`resilience.beside_the_save`): whatever goes wrong with the
-	flow, the save goes on, unless the database rolled the whole transaction back."""
+def _start_safely(entry: Mapping, **kwargs) -> str | None:
+	"""Start a run of the map entry's flow beside the user's save (`resilience.beside_the_save`):
+	whatever goes wrong with the flow, the save goes on, unless the database rolled the whole
+	transaction back. The flow's row comes with the map (read when the map was built)."""
+	row = frappe._dict(entry["row"])
 	return resilience.beside_the_save(
-		"flow_engine_trigger",
-		f"flow_engine: could not start flow '{template}'",
+		runs.start_savepoint(row),
+		f"flow_engine: could not start flow '{entry['template']}'",
 		runs.start_run,
-		template,
+		entry["template"],
 		require_active=True,
+		row=row,
 		**kwargs,
 	)
 
 
-def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list[str]:
-	"""Start every active flow listening to custom event `event`. Returns the new run names."""
+def dispatch_event(
+	event: str, doc=None, payload: Mapping | None = None, customer: str | None = None
+) -> list[str]:
+	"""Start every active flow listening to custom event `event`. Returns the new run names.
+	`customer`: the runs' customer, instead of the one read from `doc`."""
 	if _skip_now():
 		return []
 	entries = get_trigger_map()["custom"].get(event) or []
@@ -350,7 +358,7 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 			if not _compiled(entry)(data):
 				continue
 		name = _start_safely(
-			entry["template"],
+			entry,
 			doc=doc,
 			event=event,
 			source="custom",
@@ -358,6 +366,7 @@ def dispatch_event(event: str, doc=None, payload: Mapping | None = None) -> list
 			variables=dict(payload or {}),  # the design's run variables: {{variables.amount}}
 			parent_run=parent["run"] if parent else None,
 			depth=depth,
+			customer=customer,
 		)
 		if name:
 			started.append(name)
