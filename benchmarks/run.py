@@ -666,9 +666,29 @@ def flows_as_workers(count: int) -> float:
 		jobs.ensure_pool_jobs = queue_pool_jobs
 
 
+def statements_of(work) -> int:
+	"""How many SQL statements `work()` sends (commits and transaction starts included)."""
+	import frappe
+
+	sent = [0]
+	original = frappe.db.sql
+
+	def counting(*args, **kwargs):
+		sent[0] += 1
+		return original(*args, **kwargs)
+
+	frappe.db.sql = counting
+	try:
+		work()
+	finally:
+		frappe.db.sql = original
+	return sent[0]
+
+
 def engine_over_doc_work(blocks: int, block: int) -> dict:
-	"""The engine's own cost: runs advanced in process vs the same document work, alternating blocks;
-	each run advanced right after its commit (inline), and as the workers advance them."""
+	"""The engine's own cost: runs advanced in process vs the same document work, in many small
+	alternating blocks (the machine's speed drifts within minutes); each run advanced right after its
+	commit (inline), and as the workers advance them. Ratios: the median of the blocks' ratios."""
 	same_doc_work(10)
 	flows_in_process(10)
 	flows_as_workers(10)
@@ -681,8 +701,12 @@ def engine_over_doc_work(blocks: int, block: int) -> dict:
 		"doc_work_ms": statistics.median(doc) / block * 1000,
 		"flow_ms": statistics.median(flow) / block * 1000,
 		"ratio": statistics.median(f / d for f, d in zip(flow, doc, strict=True)),
+		"ratio_of_totals": sum(flow) / sum(doc),
 		"as_workers_ms": statistics.median(pooled) / block * 1000,
 		"as_workers_ratio": statistics.median(p / d for p, d in zip(pooled, doc, strict=True)),
+		"as_workers_ratio_of_totals": sum(pooled) / sum(doc),
+		"statements_doc_work": statements_of(lambda: same_doc_work(1)),
+		"statements_inline_run": statements_of(lambda: flows_in_process(1)),
 	}
 
 
@@ -741,7 +765,7 @@ def bench_throughput(smoke: bool) -> None:
 		"n8n",
 	)
 	template = make_flow("throughput", TWO_STEPS, event="custom", custom_event="bench_throughput")
-	overhead = engine_over_doc_work(3 if smoke else 10, 10 if smoke else 30)
+	overhead = engine_over_doc_work(3 if smoke else 40, 10 if smoke else 20)
 	deactivate_all_bench_flows()
 	floor = 1000 / overhead["doc_work_ms"]
 	n8n = peer["completed_per_second"] if peer else None
@@ -770,8 +794,12 @@ def bench_throughput(smoke: bool) -> None:
 		"engine_ms_per_run_in_process": overhead["flow_ms"],
 		"doc_work_ms_per_run": overhead["doc_work_ms"],
 		"engine_over_doc_work": overhead["ratio"],
+		"engine_over_doc_work_totals": overhead["ratio_of_totals"],
 		"engine_ms_per_run_as_workers_advance": overhead["as_workers_ms"],
 		"engine_over_doc_work_as_workers_advance": overhead["as_workers_ratio"],
+		"engine_over_doc_work_as_workers_advance_totals": overhead["as_workers_ratio_of_totals"],
+		"sql_statements_doc_work": overhead["statements_doc_work"],
+		"sql_statements_inline_run": overhead["statements_inline_run"],
 		"target": "vs n8n + ERPNext node: ≥ 3× on one worker, ≥ 5× with production's workers; engine "
 		"≤ 1.10× the document work in process",
 		"note": "floor = the same ToDo insert + close done directly in one process, no engine and no "

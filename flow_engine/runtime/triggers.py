@@ -9,6 +9,7 @@ the Error Log. A flow whose own step saves its trigger document does not re-trig
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 import frappe
@@ -66,11 +67,18 @@ def _skip_now() -> bool:
 EMPTY_MAP = {"doctypes": {}, "custom": {}}
 
 
+MAP_SECONDS = 1.0  # how long a request or job trusts its copy of the map (long jobs see edits soon)
+
+
 def get_trigger_map() -> dict:
+	"""Which flows listen to what, with what starting a run reads of each flow (`runs.START_FIELDS`):
+	from Redis, kept in the request's flags for up to MAP_SECONDS (a flow saved elsewhere is seen
+	within that, and at once in the process that saved it)."""
 	flags = frappe.local.flags
 	found = flags.get("flow_engine_trigger_map")
-	if found is None:
-		found = frappe.cache.get_value(CACHE_KEY)
+	now = time.monotonic()
+	if found is None or now - flags.get("flow_engine_trigger_map_at", 0.0) > MAP_SECONDS:
+		found = frappe.cache.get_value(CACHE_KEY, expires=True)  # (not kept in frappe.local.cache)
 		if found is None:
 			try:
 				found = build_trigger_map()
@@ -80,6 +88,7 @@ def get_trigger_map() -> dict:
 				return EMPTY_MAP  # the app is being installed or uninstalled: nothing listens (not cached)
 			frappe.cache.set_value(CACHE_KEY, found)
 		flags.flow_engine_trigger_map = found
+		flags.flow_engine_trigger_map_at = now
 	return found
 
 

@@ -198,3 +198,17 @@ class TestFastPaths(FlowTestCase):
 		self.assertFalse(resilience.transaction_lost(timeout), "a lock wait timeout undoes one statement")
 		self.assertFalse(resilience.transaction_lost(pymysql.err.OperationalError(1054, "unknown column")))
 		self.assertFalse(resilience.transaction_lost(ValueError("not the database")))
+
+	def test_a_long_job_sees_a_flow_deactivated_elsewhere_within_a_second(self):
+		template = make_flow("fast deactivated", CREATE_THEN_CLOSE, event="after_insert").name
+		new_test_doc(title="before")
+		frappe.db.commit()
+		self.assertIsNotNone(run_of(template), "the map (with the flow's row) is now this job's")
+		# another process deactivates the flow: the row changes and the map in Redis is dropped
+		frappe.db.set_value("Flow Template", template, "is_active", 0)
+		frappe.db.commit()
+		frappe.cache.delete_value(triggers.CACHE_KEY)
+		frappe.local.flags.flow_engine_trigger_map_at -= triggers.MAP_SECONDS + 0.1  # a second later
+		new_test_doc(title="after")
+		frappe.db.commit()
+		self.assertEqual(len(frappe.get_all("Flow Run", filters={"template": template})), 1)
