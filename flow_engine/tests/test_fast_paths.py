@@ -9,12 +9,21 @@ record per attempt, the user's save intact.
 """
 
 import contextlib
+import tempfile
 
 import frappe
 import pymysql
 
 from flow_engine.runtime import resilience, runs, store, triggers
-from flow_engine.tests.utils import TEST_DOCTYPE, FlowTestCase, make_flow, new_test_doc, run_of
+from flow_engine.tests.utils import (
+	BARRIER,
+	TEST_DOCTYPE,
+	FlowTestCase,
+	make_flow,
+	new_test_doc,
+	run_in_subprocess,
+	run_of,
+)
 
 CREATE_THEN_CLOSE = [
 	{
@@ -46,6 +55,37 @@ def statements():
 		yield sent
 	finally:
 		frappe.db.sql = original
+
+
+# process A starts a run inline and executes its step unlocked; process B advances the same run the
+# usual way (locked) and commits while A waits; then A saves. CONDITIONAL False (the control) makes A's
+# first save unconditional, as if it held the lock: the race then really doubles the step's effect.
+RACE_A = """
+from flow_engine.runtime import runs, steps, store
+_execute, _save_run = steps.execute, store.save_run
+def execute(run, step, pending_row=None):
+	status = _execute(run, step, pending_row)
+	if run.expected is not None and not getattr(run, "raced", False):
+		run.raced = True
+		barrier("a-executed", 2, 30)
+		barrier("b-done", 2, 60)
+	return status
+def save_run(run):
+	if not CONDITIONAL:
+		run.expected = None
+	return _save_run(run)
+steps.execute, store.save_run = execute, save_run
+frappe.flags.flow_engine_inline = True
+runs.start_run(TEMPLATE)
+frappe.db.commit()
+"""
+RACE_B = """
+from flow_engine.runtime import runs
+barrier("a-executed", 2, 30)
+(name,) = frappe.get_all("Flow Run", filters={"template": TEMPLATE}, pluck="name")
+runs.advance(name)
+barrier("b-done", 2, 60)
+"""
 
 
 def todos_of(run: str) -> list[dict]:
@@ -100,6 +140,29 @@ class TestFastPaths(FlowTestCase):
 		self.assertEqual(attempts_of(name), [("t", "completed"), ("u", "completed")])
 		self.assertTrue([s for s in sent if s.startswith("rollback")], "the first try was rolled back")
 		self.assertTrue([s for s in sent if "for update" in s and "`tabflow run`" in s], "then locked")
+
+	def race(self, conditional: bool) -> str:
+		template = make_flow("fast race", CREATE_THEN_CLOSE[:1]).name
+		folder = tempfile.mkdtemp(prefix="flow-barrier-")
+		prelude = (
+			f"BARRIER_DIR = {folder!r}\nTEMPLATE = {template!r}\nCONDITIONAL = {conditional!r}\n" + BARRIER
+		)
+		procs = [run_in_subprocess(prelude + code, wait=False) for code in (RACE_A, RACE_B)]
+		for proc in procs:
+			_out, err = proc.communicate(timeout=120)
+			self.assertEqual(proc.returncode, 0, err[-3000:])
+		frappe.db.rollback()
+		return frappe.get_all("Flow Run", filters={"template": template}, pluck="name")[0]
+
+	def test_a_run_advanced_elsewhere_meanwhile_keeps_one_effect(self):
+		name = self.race(conditional=True)
+		self.assertEqual(store.load_run(name).status, "completed")
+		self.assertEqual(len(todos_of(name)), 1, "the unlocked try's ToDo was rolled back")
+		self.assertEqual(attempts_of(name), [("t", "completed")])
+
+	def test_control_an_unconditional_first_save_doubles_the_effect_under_the_same_race(self):
+		name = self.race(conditional=False)
+		self.assertEqual(len(todos_of(name)), 2, "the race is real: only the condition prevents it")
 
 	def test_a_failing_step_on_the_fast_path_is_redone_with_savepoints(self):
 		steps = [
