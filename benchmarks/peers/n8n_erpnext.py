@@ -20,7 +20,8 @@ What it does:
 4. warms up, then fires --requests POSTs at --concurrency; a request counts as completed when it
    answers with its own ToDo (description with its seq) Closed;
 5. counts the load's ToDos in the site's database (all of them Closed?) and n8n's successful
-   executions, deletes the ToDos (and their Version rows), stops n8n and gunicorn.
+   executions, deletes the ToDos (and their Version rows), stops n8n and gunicorn, and disables the
+   user (its API key and secret removed: no live System Manager key stays on the site).
 
 stdout carries exactly one JSON line (progress goes to stderr). Exits 2 with a message if n8n (or
 Node, or the bench) is not installed, 1 if the benchmark itself fails.
@@ -263,6 +264,12 @@ try:
 		user.save(ignore_permissions=True)
 		frappe.db.commit()
 		out = {"user": email, "api_key": user.api_key, "api_secret": secret, "frappe": frappe.__version__}
+	elif p["action"] == "teardown":  # leave no live System Manager API key behind
+		if frappe.db.exists("User", p["email"]):
+			frappe.db.set_value("User", p["email"], {"enabled": 0, "api_key": None})
+			frappe.db.delete("__Auth", {"doctype": "User", "name": p["email"], "fieldname": "api_secret"})
+			frappe.db.commit()
+		out = {"disabled": p["email"]}
 	elif p["action"] == "count":
 		like = p["prefix"].replace("%", "\\%").replace("_", "\\_") + "%"
 		rows = frappe.db.sql(
@@ -526,6 +533,10 @@ def run(args) -> dict:
 		}
 	finally:
 		stop_all()
+		try:
+			bench.site_python("teardown", email=BENCH_USER_EMAIL)
+		except Exception as e:  # best effort on the way out
+			log(f"could not disable {BENCH_USER_EMAIL}: {e}")
 		if deleted is None and not args.keep_todos:
 			try:
 				gone = bench.site_python("delete", prefix=prefix)["deleted"]
