@@ -309,7 +309,7 @@ def _complete(record: RunRecord, step, state: dict, result: dict) -> None:
 
 def _fail(record: RunRecord, step, state: dict, message: str, retryable: bool) -> None:
 	attempt = int(state.get("attempts") or 1)
-	steps._failed(
+	steps.attempt_failed(
 		record,
 		step,
 		state,

@@ -267,7 +267,7 @@ def advance(run: str, started: RunRecord | None = None) -> str | None:
 
 def advance_once(run: str) -> RunRecord | None:
 	"""Lock the run and drive it until it stops moving (commits). Its begun calls are in `.calls`."""
-	record = _locked_moving(run)
+	record = locked_moving(run)
 	return drive(record) if record is not None else None
 
 
@@ -297,7 +297,7 @@ def advance_started(record: RunRecord) -> RunRecord | None:
 		return advance_once(record.name)
 
 
-def _locked_moving(run: str) -> RunRecord | None:
+def locked_moving(run: str) -> RunRecord | None:
 	"""`locked`, for work that only concerns a run still moving: None (and the lock let go) when the
 	run is gone or already ended."""
 	record = _moving(store.load_run(run, lock=True))
@@ -423,7 +423,7 @@ def _perform_here(record: RunRecord, call) -> None:
 
 
 def _finish_calls(run: str, calls: list) -> RunRecord | None:
-	record = _locked_moving(run)
+	record = locked_moving(run)
 	if record is None:
 		return None
 	for call in calls:

@@ -68,7 +68,7 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 		payload = source if step.kind in RAW_PAYLOAD_KINDS else templating.render(source, context)
 	except templating.Refused as error:  # the Run As user may not read the document the payload reads
 		state.update(attempts=attempt)
-		return _failed(
+		return attempt_failed(
 			run,
 			step,
 			state,
@@ -124,7 +124,7 @@ def execute(run: RunRecord, step: Step, pending_row: str | None = None) -> str:
 			raise error from None  # the transaction itself is gone (deadlock): let the job retry the run
 		if frappe.local.message_log:
 			del frappe.local.message_log[messages:]
-		return _failed(run, step, state, attempt, error, started, timer, payload, key, pending_row)
+		return attempt_failed(run, step, state, attempt, error, started, timer, payload, key, pending_row)
 	duration = (time.perf_counter() - timer) * 1000
 	store.record_attempt(
 		run, step.id, step.kind, attempt, "completed", started, duration, payload, result, None, key
@@ -168,7 +168,7 @@ def finish_call(run: RunRecord, step: Step, call: PendingCall) -> str | None:
 	try:
 		result = call.external.finish(value) if kind == "ok" else call.external.finish_error(value)
 	except Exception as error:
-		return _failed(
+		return attempt_failed(
 			run, step, state, call.attempt, error, call.started, timer, call.payload, call.key, None
 		)
 	if result is None:
@@ -240,7 +240,9 @@ def _message(error: Exception) -> str:
 	return f"{error.__class__.__name__}: {error}\n{traceback.format_exc(limit=8)}"
 
 
-def _failed(run, step, state, attempt, error, started, timer, payload, key, pending_row) -> str:
+def attempt_failed(run, step, state, attempt, error, started, timer, payload, key, pending_row) -> str:
+	"""Record a failed attempt of `step` and what follows: a retry when one is due, else the step
+	failed for good (`fail_step`: its on_error decides). Returns the step's new status."""
 	message = _message(error)
 	duration = (time.perf_counter() - timer) * 1000
 	output = getattr(error, "output", None)

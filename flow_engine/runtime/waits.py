@@ -272,7 +272,7 @@ def _resume(wait: str) -> None:
 	)
 	if not row or row.status != "done" or row.resumed_at:
 		return
-	record = runs._locked_moving(row.run)  # None (lock let go) when the run ended meanwhile
+	record = runs.locked_moving(row.run)  # None (lock let go) when the run ended meanwhile
 	if record is not None:
 		state = record.states.get(row.step_id) or {}
 		if state.get("status") == "waiting" and state.get("wait") == wait:
